@@ -1,0 +1,127 @@
+"""Reward registry: name -> function, and the `RewardResult` every reward yields.
+
+A reward is a plain function ``(completion: str, sample: dict, *, <params>)``
+returning a number or a :class:`RewardResult`. Parameters are keyword-only and
+typed so that config can check them at load::
+
+    @register_reward("my_len")
+    def my_len(completion: str, sample: dict, *, target: int = 100) -> float:
+        return float(len(completion) <= target)
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+RewardFn = Callable[..., Any]
+
+_REGISTRY: dict[str, RewardFn] = {}
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    """One scored item: a finite ``score``, ``error`` (None or what went wrong), ``info``."""
+
+    score: float
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.score, bool) or not isinstance(self.score, (int, float)):
+            raise TypeError(f"RewardResult.score must be a float, got {type(self.score).__name__}")
+        if not math.isfinite(self.score):
+            raise ValueError(f"RewardResult.score must be finite, got {self.score!r}")
+        object.__setattr__(self, "score", float(self.score))
+        if self.error is not None and (not isinstance(self.error, str) or not self.error):
+            raise ValueError("RewardResult.error must be None or a non-empty string")
+        if not isinstance(self.info, dict):
+            raise TypeError(f"RewardResult.info must be a dict, got {type(self.info).__name__}")
+
+
+def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
+    """Decorator registering ``fn`` under ``name``; a second, different function is rejected."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"reward name must be a non-empty string, got {name!r}")
+
+    def decorator(fn: RewardFn) -> RewardFn:
+        _check_signature(name, fn)
+        existing = _REGISTRY.get(name)
+        if existing is not None and not _same_function(existing, fn):
+            raise ValueError(
+                f"reward {name!r} is already registered by "
+                f"{existing.__module__}.{existing.__qualname__}"
+            )
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def get_reward(name: str) -> RewardFn:
+    """The function registered as ``name``; unknown names list the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown reward {name!r}; known rewards: {', '.join(list_rewards())}") from None
+
+
+def list_rewards() -> list[str]:
+    """Registered reward names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def unregister_reward(name: str) -> None:
+    """Remove ``name`` from the registry (for tests and notebooks re-defining a reward)."""
+    get_reward(name)
+    del _REGISTRY[name]
+
+
+def reward_params(fn: RewardFn) -> dict[str, inspect.Parameter] | None:
+    """The keyword-only parameters ``fn`` accepts; None when it takes ``**kwargs`` (any key)."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name: p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def check_params(name: str, params: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the bad key and the accepted ones if ``params`` don't fit ``name``."""
+    accepted = reward_params(get_reward(name))
+    if accepted is None:
+        return
+    for key in params:
+        if key not in accepted:
+            known = ", ".join(sorted(accepted)) or "(none)"
+            raise ValueError(f"reward {name!r} has no parameter {key!r}; accepted: {known}")
+
+
+def to_result(value: Any) -> RewardResult:
+    """Normalise what a reward returned (number or RewardResult) into a RewardResult."""
+    if isinstance(value, RewardResult):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"reward returned {type(value).__name__}, expected a number or RewardResult")
+    return RewardResult(score=float(value))
+
+
+def _check_signature(name: str, fn: RewardFn) -> None:
+    if not callable(fn):
+        raise TypeError(f"reward {name!r} must be callable, got {type(fn).__name__}")
+    positional = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) != 2:
+        raise TypeError(
+            f"reward {name!r} must take exactly (completion, sample) positionally and its "
+            f"parameters keyword-only; got {inspect.signature(fn)}"
+        )
+
+
+def _same_function(a: RewardFn, b: RewardFn) -> bool:
+    # Re-importing a module (e.g. a user file loaded again in a worker) re-runs the decorator.
+    return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
