@@ -1,0 +1,203 @@
+"""Typed experiment config: YAML + dotted command-line overrides.
+
+``load_config("x.yaml", overrides=["trainer.total_steps=5"])`` returns a
+validated :class:`ExperimentConfig`. Unknown keys and bad values fail here, before
+any worker starts, with the key's dotted path and what was expected. A config may
+name a ``base:`` YAML (path relative to itself) that it deep-merges over.
+
+Imports without torch, Ray or vLLM.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rlkit.algorithm_config import AlgorithmConfig
+from rlkit.rewards.config import RewardConfig
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded; the message lists every bad key by dotted path."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ChatMessage(StrictModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ModelConfig(StrictModel):
+    path: str = "embedded:smollm2-135m-instruct"
+    """A local HF folder, or ``embedded:<name>`` (see rlkit.models.embedded)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = False
+
+
+class DataConfig(StrictModel):
+    source: str = "builtin:arithmetic"
+    """``builtin:<generator>``, a .jsonl/.json/.parquet file, or a ``datasets.save_to_disk`` folder."""
+    split: str = "train"
+    prompt_field: str = "prompt"
+    """Row field holding the prompt: a string (one user turn) or a list of chat messages."""
+    required_fields: list[str] = Field(default_factory=lambda: ["answer"])
+    """Fields every row must have (the reward reads them); a missing one fails with file, row and field."""
+    system_prompt: str | None = None
+    few_shot: list[ChatMessage] = Field(default_factory=list)
+    """Messages placed before each prompt's user turn (e.g. a one-shot example)."""
+    max_prompt_tokens: int = Field(512, gt=0)
+    shuffle: bool = True
+    builtin: dict[str, Any] = Field(default_factory=dict)
+    """Parameters of a ``builtin:`` generator (e.g. ``num_examples``)."""
+
+
+class RolloutConfig(StrictModel):
+    num_engines: int = Field(1, ge=1)
+    group_size: int = Field(4, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(-1, ge=-1)
+    max_new_tokens: int = Field(32, gt=0)
+    stop: list[str] = Field(default_factory=list)
+    max_model_len: int = Field(1024, gt=0)
+    kv_cache_gb: float = Field(1.0, gt=0)
+    """KV-cache size per engine (on CPU: host memory reserved for it)."""
+    enforce_eager: bool = True
+    threads: int | None = Field(None, ge=1)
+    """Torch threads of each engine (default: all cores)."""
+
+
+class LearnerConfig(StrictModel):
+    world_size: int = Field(1, ge=1)
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    lr: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = Field(1e-8, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    micro_batch_size: int = Field(8, ge=1)
+    logprob_chunk_size: int = Field(1024, ge=1)
+    threads: int | None = Field(None, ge=1)
+    """Torch threads per learner rank (default: cores / world_size)."""
+
+
+class TrainerConfig(StrictModel):
+    total_steps: int = Field(20, ge=1)
+    prompts_per_step: int = Field(8, ge=1)
+    ppo_epochs: int = Field(1, ge=1)
+    num_mini_batches: int = Field(1, ge=1)
+    save_every: int = Field(0, ge=0)
+    """Checkpoint every N steps (0: only at the end)."""
+    save_final: bool = True
+    resume_from: str | None = None
+
+
+class RayConfig(StrictModel):
+    address: str | None = None
+    """None starts a local Ray; "auto" or "ray://host:port" joins a cluster."""
+    num_cpus: int | None = Field(None, ge=1)
+
+
+class ExperimentConfig(StrictModel):
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "runs"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    reward: RewardConfig
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @model_validator(mode="after")
+    def _check_batch_split(self) -> "ExperimentConfig":
+        samples = self.trainer.prompts_per_step * self.rollout.group_size
+        if self.trainer.num_mini_batches > samples:
+            raise ValueError(
+                f"trainer.num_mini_batches={self.trainer.num_mini_batches} exceeds the "
+                f"{samples} samples of a step (prompts_per_step x group_size)"
+            )
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load a YAML experiment (or start from defaults), apply ``a.b.c=value`` overrides, validate."""
+    raw: dict[str, Any] = _read_yaml_with_base(Path(path)) if path is not None else {}
+    for item in overrides or []:
+        _apply_override(raw, item)
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source=str(path or "<defaults>"))) from None
+
+
+def _read_yaml_with_base(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: circular base: chain {' -> '.join(map(str, _seen + (path,)))}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return _deep_merge(_read_yaml_with_base(path.parent / base, _seen + (path,)), data)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r}: expected dotted.key=value")
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def _format_errors(err: ValidationError, *, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
+        lines.append(f"  {where}: {msg}{got}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""FSDP2 learners: policy log-probs, the policy update and weight export."""

@@ -1,0 +1,264 @@
+"""One FSDP2 learner rank, run as a Ray actor (see :class:`rlkit.learner.group.LearnerGroup`).
+
+Every rank holds a shard of the policy (``fully_shard`` per decoder layer plus
+the root), computes log-probs of its share of the batch, and accumulates
+gradients over micro-batches. Each micro-batch's loss is scaled by
+:func:`rlkit.algorithms.aggregation_weight` so the gradient summed over
+micro-batches and ranks equals the loss aggregated over the whole mini-batch
+(algorithms.md section 5), not an average of per-piece means.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from rlkit.algorithm_config import AlgorithmConfig
+from rlkit.algorithms import aggregate, aggregation_weight, compute_policy_loss, kl_penalty, sft_loss
+from rlkit.batch import TrainBatch
+from rlkit.config import LearnerConfig, ModelConfig
+from rlkit.learner.policy import CausalLMPolicy, load_hf_model
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """Everything a rank needs to build itself; the same object goes to every rank."""
+
+    model: ModelConfig  # model.path already resolved to a local folder
+    learner: LearnerConfig
+    algorithm: AlgorithmConfig
+    temperature: float
+    total_steps: int
+    norm_len: int  # seq-mean-token-sum-norm divisor: the generation budget
+    seed: int = 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+class LearnerWorker:
+    def __init__(self, *, rank: int, world_size: int, spec: LearnerSpec) -> None:
+        self.rank, self.world_size, self.spec = rank, world_size, spec
+        cfg = spec.learner
+        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.backend != "gloo" else "cpu")
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // world_size)
+        torch.set_num_threads(threads)
+        torch.manual_seed(spec.seed + rank)
+        self.policy: CausalLMPolicy | None = None
+
+    def address(self) -> tuple[str, int]:
+        """Rank 0 names the rendezvous address of the process group."""
+        import ray
+
+        return ray.util.get_node_ip_address(), free_port()
+
+    def setup(self, master_addr: str, master_port: int) -> dict[str, float]:
+        backend = self.spec.learner.backend
+        if backend == "auto":
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+        if self.device.type == "cuda":
+            torch.cuda.set_device(0)  # Ray exposes one GPU per learner actor
+        dist.init_process_group(
+            backend, init_method=f"tcp://{master_addr}:{master_port}",
+            rank=self.rank, world_size=self.world_size, timeout=timedelta(minutes=30),
+        )
+        self.policy = self._build_policy(trainable=True)
+        self.ref = self._build_policy(trainable=False) if self.spec.algorithm.kl.enabled else None
+        cfg = self.spec.learner
+        self.optimizer = torch.optim.AdamW(
+            self.policy.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        params = sum(p.numel() for p in self.policy.parameters())
+        return {"params_local": float(params)}
+
+    def _build_policy(self, *, trainable: bool) -> CausalLMPolicy:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        model_cfg = self.spec.model
+        hf = load_hf_model(
+            model_cfg.path, dtype=torch.float32,
+            gradient_checkpointing=trainable and model_cfg.gradient_checkpointing,
+        )
+        policy = CausalLMPolicy(hf).to(self.device)
+        # Master weights stay fp32; bf16/fp16 applies to compute only.
+        mp = MixedPrecisionPolicy(param_dtype=_DTYPES[model_cfg.dtype], reduce_dtype=torch.float32)
+        for layer in policy.decoder_layers:
+            fully_shard(layer, mp_policy=mp)
+        fully_shard(policy, mp_policy=mp)
+        if not trainable:
+            policy.requires_grad_(False)
+            policy.eval()
+        return policy
+
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.spec.learner
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        span = max(1, self.spec.total_steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    # ---------------------------------------------------------------- forward passes
+
+    def _micro_batches(self, batch: TrainBatch) -> list[TrainBatch]:
+        size = self.spec.learner.micro_batch_size
+        batch = batch.pad_rows(size)
+        return [mb.trimmed() for mb in batch.chunks(batch.size // size)]
+
+    def _to_device(self, batch: TrainBatch) -> TrainBatch:
+        if self.device.type == "cpu":
+            return batch
+        moved = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in vars(batch).items()}
+        return TrainBatch(**moved)
+
+    def _forward(self, model: CausalLMPolicy, mb: TrainBatch, *, with_entropy: bool):
+        return model(
+            self._to_device(mb), temperature=self.spec.temperature,
+            chunk_size=self.spec.learner.logprob_chunk_size, with_entropy=with_entropy,
+        )
+
+    @torch.no_grad()
+    def compute_logprobs(self, batch: TrainBatch, *, with_entropy: bool, reference: bool = False) -> dict:
+        """Log-probs (and entropies) of ``batch``'s response tokens under the current or reference policy."""
+        model = self.ref if reference else self.policy
+        lps, ents = [], []
+        for mb in self._micro_batches(batch):
+            lp, ent = self._forward(model, mb, with_entropy=with_entropy)
+            lps.append(_pad_cols(lp.float().cpu(), batch.response_len))
+            if ent is not None:
+                ents.append(_pad_cols(ent.float().cpu(), batch.response_len))
+        out = {"logprobs": torch.cat(lps)[: batch.size]}
+        out["entropy"] = torch.cat(ents)[: batch.size] if ents else None
+        return out
+
+    # ---------------------------------------------------------------- the update
+
+    def train_mini_batch(self, batch: TrainBatch, *, total_tokens: int, total_rows: int, total_sft: tuple[int, int]) -> dict:
+        """One optimizer step on this rank's share of a mini-batch.
+
+        ``old_logprobs`` may be None: the update is then on-policy (one epoch, one
+        mini-batch) and the old log-probs are the current ones, detached, which
+        saves a forward pass. Returns sums that the group reduces over ranks.
+        """
+        algo, policy = self.spec.algorithm, self.policy
+        policy.train()
+        need_entropy = algo.erc is not None
+        params = dict(algo.params)
+        if algo.loss_agg == "seq-mean-token-sum-norm":
+            params.setdefault("norm_len", self.spec.norm_len)
+        norm_len = params.pop("norm_len", None)
+        sums: dict[str, float] = defaultdict(float)
+        maxes: dict[str, float] = {}
+        for mb in self._micro_batches(batch):
+            # Entropy is always computed: ERC needs it and entropy/mean is logged every step.
+            logprobs, entropy = self._forward(policy, mb, with_entropy=True)
+            on_policy = mb.old_logprobs is None
+            old_lp = logprobs.detach() if on_policy else mb.old_logprobs.to(logprobs)
+            old_ent = None
+            if need_entropy:
+                old_ent = entropy.detach() if on_policy else mb.old_entropy.to(entropy)
+            mask = mb.response_mask.to(logprobs.device)
+            loss, metrics = compute_policy_loss(
+                algo.loss, logprobs, old_lp, mb.advantages.to(logprobs), mask, loss_agg=algo.loss_agg,
+                entropy=entropy.detach() if need_entropy else None, old_entropy=old_ent,
+                erc=algo.erc, norm_len=norm_len, **params,
+            )
+            weight = aggregation_weight(algo.loss_agg, mask, total_tokens=total_tokens, total_rows=total_rows)
+            total = loss * weight
+            if algo.sft_coef > 0:
+                select = mb.sft_select.to(logprobs.device)
+                sft_w = aggregation_weight(algo.loss_agg, mask * select[:, None], total_tokens=total_sft[0], total_rows=total_sft[1])
+                sft = sft_loss(logprobs, mask, select=select, loss_agg=algo.loss_agg, norm_len=norm_len) * sft_w
+                total = total + algo.sft_coef * sft
+                sums["sft_loss"] += float(sft)
+            if algo.kl.enabled and algo.kl.target == "loss":
+                kl = aggregate(kl_penalty(logprobs, mb.ref_logprobs.to(logprobs), algo.kl.kind), mask,
+                               loss_agg=algo.loss_agg, norm_len=norm_len) * weight
+                total = total + algo.kl.coef * kl
+                sums["kl"] += float(kl)
+            # FSDP2 averages gradients over ranks; the weights above already sum to 1 over ranks.
+            (total * self.world_size).backward()
+
+            tokens = float(mask.sum())
+            sums["loss"] += float(total)
+            sums["policy_loss"] += float(loss) * weight
+            sums["tokens"] += tokens
+            sums["entropy_sum"] += float((entropy.detach() * mask).sum())
+            if on_policy:
+                sums["logprob_diff_sum"] += float(((mb.rollout_logprobs.to(logprobs) - logprobs.detach()).abs() * mask).sum())
+            for key, value in metrics.items():
+                if key.endswith("_max"):
+                    maxes[key] = max(maxes.get(key, -math.inf), value)
+                else:
+                    sums[f"{key}_sum"] += value * tokens
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), self.spec.learner.max_grad_norm)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums["grad_norm"] = float(grad_norm)
+        sums["lr"] = self.scheduler.get_last_lr()[0]
+        return {"sums": dict(sums), "maxes": maxes}
+
+    def end_step(self) -> None:
+        """Advance the learning-rate schedule once per training step."""
+        self.scheduler.step()
+
+    # ---------------------------------------------------------------- weights out
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The HF-named full state dict on rank 0 (None elsewhere); every rank must call it."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        sd = get_model_state_dict(self.policy.hf, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.rank != 0:
+            return None
+        if getattr(self.policy.hf.config, "tie_word_embeddings", False):
+            sd.pop("lm_head.weight", None)
+        return sd
+
+    def export_weights(self):
+        """Write the current weights to shared memory for the engines; rank 0 returns the manifest."""
+        from rlkit.rollout.weight_sync import SharedWeightWriter
+
+        sd = self.full_state_dict()
+        if sd is None:
+            return None
+        if not hasattr(self, "_writer"):
+            self._writer = SharedWeightWriter()
+        return self._writer.write(sd)
+
+    def save_checkpoint(self, path: str, tokenizer_path: str) -> None:
+        """HF folder (``save_pretrained`` + tokenizer) loadable by transformers and vLLM."""
+        from transformers import AutoTokenizer
+
+        sd = self.full_state_dict()
+        if sd is None:
+            return
+        self.policy.hf.save_pretrained(path, state_dict=sd, safe_serialization=True)
+        AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(path)
+
+    def shutdown(self) -> None:
+        if hasattr(self, "_writer"):
+            self._writer.close()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _pad_cols(t: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.nn.functional.pad(t, (0, width - t.shape[1])) if t.shape[1] < width else t

@@ -1,0 +1,5 @@
+"""Generation: vLLM engine actors and weight sync into them."""
+
+from rlkit.rollout.types import Completion, SamplingConfig
+
+__all__ = ["Completion", "SamplingConfig"]

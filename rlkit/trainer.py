@@ -1,0 +1,318 @@
+"""The driver: one GRPO-family training loop, readable top to bottom (:meth:`Trainer.fit`).
+
+The step-level calls (:meth:`generate`, :meth:`score`, :meth:`make_batch`,
+:meth:`update`, :meth:`sync_weights`, :meth:`save_checkpoint`) are public so a
+custom loop can reorder or replace any of them; ``examples/custom_loop.py``
+shows one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from rlkit.algorithms import (
+    DynamicSamplingBuffer,
+    compute_advantages,
+    filter_truncated,
+    kl_penalty,
+    overlong_penalty,
+)
+from rlkit.batch import TrainBatch, build_batch
+from rlkit.config import ExperimentConfig
+from rlkit.data import PromptRenderer, PromptSampler, load_rows
+from rlkit.learner.group import LearnerGroup
+from rlkit.learner.worker import LearnerSpec
+from rlkit.models import resolve_model_path
+from rlkit.rewards import build_reward
+from rlkit.rollout.types import Completion, SamplingConfig
+from rlkit.runtime import MetricsLog, init_ray, setup_logging, start_engines
+
+logger = logging.getLogger("rlkit")
+
+
+@dataclass
+class Rollouts:
+    """Samples of one step, grouped by prompt: ``group_ids[i]`` names sample i's prompt."""
+
+    rows: list[dict] = field(default_factory=list)
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    completions: list[Completion] = field(default_factory=list)
+    group_ids: list[int] = field(default_factory=list)
+    task_scores: list[float] = field(default_factory=list)  # verifier scores, before shaping
+    rewards: list[float] = field(default_factory=list)  # after shaping; what advantages use
+
+    def extend(self, other: "Rollouts") -> None:
+        for name in self.__dataclass_fields__:
+            getattr(self, name).extend(getattr(other, name))
+
+    def __len__(self) -> int:
+        return len(self.completions)
+
+
+class Trainer:
+    """Builds every part from an :class:`ExperimentConfig`; :meth:`fit` trains."""
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        from transformers import AutoTokenizer
+
+        setup_logging()
+        self.config = cfg = config
+        self.run_dir = cfg.run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+        self.step = 0
+        self._next_group_id = 0  # every prompt drawn gets a fresh group id
+
+        self.model_path = str(resolve_model_path(cfg.model.path))
+        resume = Path(cfg.trainer.resume_from) if cfg.trainer.resume_from else None
+        weights_path = str(resume) if resume else self.model_path
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.rows = load_rows(
+            cfg.data.source, split=cfg.data.split, prompt_field=cfg.data.prompt_field,
+            required_fields=cfg.data.required_fields, builtin_params=cfg.data.builtin,
+        )
+        self.renderer = PromptRenderer(self.tokenizer, cfg.data)
+        self.sampler = PromptSampler(len(self.rows), seed=cfg.seed, shuffle=cfg.data.shuffle)
+        self.reward = build_reward(cfg.reward)
+        if resume:
+            self._load_trainer_state(resume)
+
+        init_ray(cfg)
+        self.engines = start_engines(cfg, weights_path)
+        spec = LearnerSpec(
+            model=cfg.model.model_copy(update={"path": weights_path}), learner=cfg.learner,
+            algorithm=cfg.algorithm, temperature=cfg.rollout.temperature,
+            total_steps=cfg.trainer.total_steps, norm_len=cfg.rollout.max_new_tokens, seed=cfg.seed,
+        )
+        self.learners = LearnerGroup(spec)
+        self.metrics_log = MetricsLog(self.run_dir, total_steps=cfg.trainer.total_steps, start_step=self.step + 1)
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> Path:
+        """Train for ``trainer.total_steps`` steps; returns the final checkpoint folder."""
+        cfg = self.config.trainer
+        final = None
+        while self.step < cfg.total_steps:
+            self.step += 1
+            started = time.perf_counter()
+
+            rollouts, metrics = self.collect_rollouts(self.config.trainer.prompts_per_step)
+            batch = self.make_batch(rollouts)
+            metrics.update(self.update(batch))
+            metrics["time/sync_s"] = self.sync_weights()
+
+            metrics["time/step_s"] = time.perf_counter() - started
+            metrics["throughput/tokens_per_s"] = metrics["response/tokens"] / metrics["time/generate_s"]
+            self.metrics_log.write(self.step, metrics)
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                final = self.save_checkpoint()
+        if cfg.save_final and (final is None or not final.name.endswith(f"_{self.step}")):
+            final = self.save_checkpoint()
+        return final
+
+    # ------------------------------------------------------------------ step-level API
+
+    def next_rows(self, count: int) -> list[dict]:
+        """The sampler's next ``count`` prompt rows (seeded, resumable)."""
+        return [self.rows[i] for i in self.sampler.next_indices(count)]
+
+    def generate(self, rows: list[dict], *, n: int | None = None) -> Rollouts:
+        """``n`` (default ``rollout.group_size``) samples per row, spread over the engines."""
+        import ray
+
+        r = self.config.rollout
+        sampling = SamplingConfig(
+            n=n or r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+            max_new_tokens=r.max_new_tokens, stop=tuple(r.stop),
+        )
+        prompt_ids = [self.renderer.token_ids(row) for row in rows]
+        shards = [list(range(i, len(rows), len(self.engines))) for i in range(len(self.engines))]
+        futures = [e.generate.remote([prompt_ids[i] for i in idx], sampling) for e, idx in zip(self.engines, shards)]
+        out = Rollouts()
+        first_group, self._next_group_id = self._next_group_id, self._next_group_id + len(rows)
+        for idx, completions in zip(shards, ray.get(futures)):
+            for c in completions:
+                row_index = idx[c.prompt_index]
+                out.rows.append(rows[row_index])
+                out.prompt_ids.append(prompt_ids[row_index])
+                out.completions.append(c)
+                out.group_ids.append(first_group + row_index)
+        return out
+
+    def score(self, rollouts: Rollouts) -> dict[str, float]:
+        """Verifier rewards (plus overlong shaping) into ``rollouts``; returns reward metrics."""
+        scored = self.reward([c.text for c in rollouts.completions], rollouts.rows)
+        rollouts.task_scores = list(scored.scores)
+        rewards = torch.tensor(scored.scores, dtype=torch.float32)
+        overlong = self.config.algorithm.overlong
+        if overlong.enabled:
+            lengths = torch.tensor([len(c.token_ids) for c in rollouts.completions])
+            rewards = rewards + overlong_penalty(
+                lengths, max_len=overlong.max_len, cache_len=overlong.cache_len, factor=overlong.penalty_factor
+            )
+        rollouts.rewards = rewards.tolist()
+        return dict(scored.metrics)
+
+    def collect_rollouts(self, num_prompts: int) -> tuple[Rollouts, dict[str, float]]:
+        """Generate and score ``num_prompts`` groups; with DAPO dynamic sampling, drop groups whose
+        rewards are all equal and generate more rounds until ``num_prompts`` groups survive."""
+        ds = self.config.algorithm.dynamic_sampling
+        metrics: dict[str, float] = {"time/generate_s": 0.0, "time/reward_s": 0.0}
+        buffer = DynamicSamplingBuffer(target_groups=num_prompts, max_gen_batches=ds.max_gen_batches)
+        generated = Rollouts()
+        while True:
+            t = time.perf_counter()
+            rollouts = self.generate(self.next_rows(num_prompts))
+            metrics["time/generate_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            metrics.update(self.score(rollouts))
+            metrics["time/reward_s"] += time.perf_counter() - t
+            offset = len(generated)
+            generated.extend(rollouts)
+            metrics.update(_rollout_metrics(generated))
+            if not ds.enabled:
+                return generated, metrics
+            groups = list(_group_indices(rollouts.group_ids).values())
+            buffer.add([[offset + i for i in g] for g in groups], metrics=[[rollouts.rewards[i] for i in g] for g in groups])
+            if buffer.done:
+                break
+        metrics.update(buffer.metrics())
+        kept = [i for group in buffer.take(multiple_of=1) for i in group]
+        if not kept:
+            raise RuntimeError(
+                f"step {self.step}: dynamic sampling kept no group in {buffer.rounds} generation round(s): "
+                "every group's rewards were identical; raise algorithm.dynamic_sampling.max_gen_batches"
+            )
+        return _select(generated, kept), metrics
+
+    def make_batch(self, rollouts: Rollouts) -> TrainBatch:
+        """Advantages over each group, packed into the padded :class:`TrainBatch`."""
+        algo = self.config.algorithm
+        rewards = torch.tensor(rollouts.rewards, dtype=torch.float32)
+        group_ids = torch.tensor(rollouts.group_ids, dtype=torch.long)
+        batch = build_batch(
+            prompt_ids=rollouts.prompt_ids,
+            response_ids=[c.token_ids for c in rollouts.completions],
+            rollout_logprobs=[c.logprobs for c in rollouts.completions],
+            group_ids=rollouts.group_ids, rewards=rollouts.rewards,
+            advantages=torch.zeros(len(rollouts)),
+            sft_select=[s == 1.0 for s in rollouts.task_scores],
+            pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
+        )
+        if algo.overlong.filter_truncated:
+            truncated = torch.tensor([c.truncated for c in rollouts.completions])
+            batch.response_mask = filter_truncated(batch.response_mask, truncated).float()
+        if algo.kl.enabled:
+            batch.ref_logprobs = self.learners.compute_logprobs(batch, with_entropy=False, reference=True)["logprobs"]
+            if algo.kl.target == "reward":
+                kl = kl_penalty(batch.rollout_logprobs, batch.ref_logprobs, algo.kl.kind) * batch.response_mask
+                rewards = rewards - algo.kl.coef * kl.sum(dim=1)
+        batch.advantages = compute_advantages(algo.advantage, rewards, group_ids, **algo.advantage_params).float()
+        return batch
+
+    def update(self, batch: TrainBatch) -> dict[str, float]:
+        """``ppo_epochs`` x ``num_mini_batches`` optimizer steps on ``batch``; returns metrics."""
+        t = time.perf_counter()
+        tcfg, algo = self.config.trainer, self.config.algorithm
+        metrics: dict[str, float] = {}
+        on_policy = tcfg.ppo_epochs == 1 and tcfg.num_mini_batches == 1
+        if not on_policy:
+            old = self.learners.compute_logprobs(batch, with_entropy=algo.erc is not None)
+            batch.old_logprobs, batch.old_entropy = old["logprobs"], old["entropy"]
+            metrics["rollout/logprob_diff"] = _masked_mean((batch.rollout_logprobs - batch.old_logprobs).abs(), batch.response_mask)
+        generator = torch.Generator().manual_seed(self.config.seed * 7919 + self.step)
+        steps = []
+        for _ in range(tcfg.ppo_epochs):
+            order = torch.randperm(batch.size, generator=generator) if not on_policy else torch.arange(batch.size)
+            for mini in order.tensor_split(tcfg.num_mini_batches):
+                steps.append(self.learners.train_mini_batch(batch.select(mini)))
+        self.learners.end_step()
+        for key in steps[0]:
+            metrics[key if "/" in key or key in ("loss", "grad_norm", "lr") else f"actor/{key}"] = (
+                sum(s[key] for s in steps) / len(steps)
+            )
+        if on_policy:
+            metrics["rollout/logprob_diff"] = metrics.pop("actor/logprob_diff")
+        metrics["time/train_s"] = time.perf_counter() - t
+        return metrics
+
+    def sync_weights(self) -> float:
+        """Push the learners' weights into every engine; returns seconds taken."""
+        import ray
+
+        t = time.perf_counter()
+        manifest = self.learners.export_weights()
+        ray.get([e.load_weights.remote(manifest) for e in self.engines])
+        return time.perf_counter() - t
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """An HF model folder (+ tokenizer + ``trainer_state.json``) that transformers and vLLM load."""
+        path = Path(path or self.run_dir / "checkpoints" / f"step_{self.step}")
+        path.mkdir(parents=True, exist_ok=True)
+        self.learners.save_checkpoint(str(path.resolve()), self.model_path)
+        state = {"step": self.step, "sampler": self.sampler.state_dict()}
+        (path / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        logger.info("saved checkpoint %s", path)
+        return path
+
+    def _load_trainer_state(self, path: Path) -> None:
+        state_file = path / "trainer_state.json"
+        if not state_file.is_file():
+            raise FileNotFoundError(f"trainer.resume_from: {path} has no trainer_state.json")
+        state = json.loads(state_file.read_text())
+        self.step = state["step"]
+        self.sampler.load_state_dict(state["sampler"])
+
+    def close(self) -> None:
+        import ray
+
+        self.learners.shutdown()
+        for engine in self.engines:
+            ray.kill(engine)
+        self.reward.close()
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _group_indices(group_ids: list[int]) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
+    for i, g in enumerate(group_ids):
+        groups.setdefault(g, []).append(i)
+    return groups
+
+
+def _select(rollouts: Rollouts, index: list[int]) -> Rollouts:
+    out = Rollouts()
+    for name in out.__dataclass_fields__:
+        values = getattr(rollouts, name)
+        setattr(out, name, [values[i] for i in index])
+    return out
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((values * mask).sum() / mask.sum().clamp(min=1))
+
+
+def _rollout_metrics(rollouts: Rollouts) -> dict[str, float]:
+    lengths = torch.tensor([len(c.token_ids) for c in rollouts.completions], dtype=torch.float32)
+    rewards = torch.tensor(rollouts.rewards, dtype=torch.float32)
+    return {
+        "reward/mean": float(rewards.mean()),
+        "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+        "reward/task_mean": float(torch.tensor(rollouts.task_scores).mean()),
+        "response/length_mean": float(lengths.mean()),
+        "response/length_max": float(lengths.max()),
+        "response/truncated_frac": sum(c.truncated for c in rollouts.completions) / len(rollouts),
+        "response/tokens": float(lengths.sum()),
+    }
