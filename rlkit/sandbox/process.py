@@ -1,0 +1,273 @@
+"""Start one isolated program, feed it, collect bounded output, kill its whole tree.
+
+`execute` is the one place that owns a run's processes: it joins the run's
+cgroup before the sandbox starts, enforces the wall-clock deadline and the
+output caps from the host, and afterwards kills whatever is left and removes
+the cgroup, so nothing outlives a run.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+from rlkit.sandbox.cgroups import Cgroups, RunCgroup
+from rlkit.sandbox.isolation import Isolation, RunSpec
+from rlkit.sandbox.limits import Limits
+
+# On the host: join the run's cgroup(s), then exec the sandbox.
+_JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+_JOIN_FAILED = 125
+_READ_CHUNK = 1 << 16
+_EXIT_GRACE_S = 1.0  # after the program exits, how long its output may still drain
+
+
+@dataclass
+class RawOutcome:
+    """Everything observed about one run, before it is classified into a status."""
+
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+    channel: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    channel_exceeded: bool
+    timed_out: bool
+    wall_s: float
+    cpu_s: float
+    peak_memory_bytes: int
+    oom_kills: int
+    start_error: str | None = None
+
+
+class _Stream:
+    def __init__(self, name: str, cap: int):
+        self.name = name
+        self.cap = cap
+        self.data = bytearray()
+        self.exceeded = False
+
+    def add(self, chunk: bytes) -> None:
+        room = self.cap - len(self.data)
+        if len(chunk) > room:
+            self.data += chunk[: max(room, 0)]
+            self.exceeded = True
+        else:
+            self.data += chunk
+
+
+def execute(
+    *,
+    isolation: Isolation,
+    cgroups: Cgroups,
+    spec: RunSpec,
+    stdin: bytes = b"",
+    channel_cap: int | None = None,
+) -> RawOutcome:
+    """Run ``spec`` to completion; with ``channel_cap``, also collect a result channel.
+
+    The channel is a pipe whose write end the program inherits as the last of
+    ``spec.pass_fds`` (the caller reads its number from the returned spec).
+    """
+    limits = spec.limits
+    group = _create_group(cgroups, spec)
+    chan_r = chan_w = -1
+    if channel_cap is not None:
+        chan_r, chan_w = os.pipe()
+        spec.pass_fds.append(chan_w)
+    prepared = isolation.prepare(spec)
+    argv = prepared.argv
+    if group is not None:
+        argv = ["/bin/sh", "-c", _JOIN_SCRIPT, "rlkit-join", *group.procs_files, "--", *argv]
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=prepared.pass_fds,
+            env={},
+            cwd=prepared.cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as e:
+        prepared.close()
+        for fd in (chan_r, chan_w):
+            if fd >= 0:
+                os.close(fd)
+        if group is not None:
+            group.remove()
+        return _failed_start(f"could not start the sandbox: {e}", time.monotonic() - start)
+    finally:
+        if chan_w >= 0:
+            os.close(chan_w)
+            spec.pass_fds.remove(chan_w)
+            chan_w = -1
+    prepared.close()
+    try:
+        streams, timed_out = _pump(proc, stdin, chan_r, limits, channel_cap or 0, start, group)
+    finally:
+        _kill_tree(proc, group)  # before reaping: an unreaped pid cannot be reused by another process
+        returncode, cpu_s, maxrss = _reap(proc)
+        wall_s = time.monotonic() - start
+        peak = group.peak_memory_bytes() if group is not None else maxrss
+        ooms = group.oom_kills() if group is not None else 0
+        cpu_s = group.cpu_seconds() if group is not None else cpu_s
+        if group is not None:
+            group.remove()
+        if chan_r >= 0:
+            os.close(chan_r)
+    out, err, chan = streams
+    if returncode == _JOIN_FAILED and group is not None and b"rlkit-join" in err.data:
+        return _failed_start(f"could not join the run's cgroup: {bytes(err.data).decode(errors='replace')}", wall_s)
+    if isolation.mode == "bwrap" and returncode is not None and 128 < returncode <= 128 + 64:
+        returncode = -(returncode - 128)  # bwrap reports a signal-killed program as 128+signal
+    return RawOutcome(
+        returncode=returncode,
+        stdout=bytes(out.data),
+        stderr=bytes(err.data),
+        channel=bytes(chan.data),
+        stdout_truncated=out.exceeded,
+        stderr_truncated=err.exceeded,
+        channel_exceeded=chan.exceeded,
+        timed_out=timed_out,
+        wall_s=wall_s,
+        cpu_s=cpu_s,
+        peak_memory_bytes=peak,
+        oom_kills=ooms,
+    )
+
+
+def _create_group(cgroups: Cgroups, spec: RunSpec) -> RunCgroup | None:
+    limits = spec.limits
+    # Memory-backed /tmp is charged to the group too; bwrap, its init and the
+    # limits shell need a few pids beside the program's own.
+    return cgroups.create(memory_bytes=(limits.memory_mb + limits.disk_mb) << 20, max_pids=limits.nproc + 4)
+
+
+def _pump(
+    proc: subprocess.Popen,
+    stdin: bytes,
+    chan_r: int,
+    limits: Limits,
+    channel_cap: int,
+    start: float,
+    group: RunCgroup | None,
+) -> tuple[tuple[_Stream, _Stream, _Stream], bool]:
+    """Move bytes until the program and its pipes are done, the deadline passes or a cap is hit."""
+    cap = limits.output_kb * 1024
+    out, err, chan = _Stream("stdout", cap), _Stream("stderr", cap), _Stream("channel", channel_cap)
+    sel = selectors.DefaultSelector()
+    readers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    if chan_r >= 0:
+        readers[chan_r] = chan
+    for fd in readers:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    pidfd = os.pidfd_open(proc.pid)
+    sel.register(pidfd, selectors.EVENT_READ)
+    pending = memoryview(stdin)
+    stdin_fd = proc.stdin.fileno()
+    if pending:
+        os.set_blocking(stdin_fd, False)
+        sel.register(stdin_fd, selectors.EVENT_WRITE)
+    else:
+        proc.stdin.close()
+    deadline = start + limits.time_s
+    exited_at: float | None = None
+    timed_out = False
+    try:
+        while readers or exited_at is None:
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = exited_at is None
+                break
+            if exited_at is not None and now - exited_at > _EXIT_GRACE_S:
+                break  # something the program left behind still holds its pipes open
+            wait = deadline - now if exited_at is None else min(deadline - now, _EXIT_GRACE_S)
+            for key, _ in sel.select(timeout=wait):
+                fd = key.fd
+                if fd == pidfd:
+                    exited_at = time.monotonic()
+                    sel.unregister(pidfd)
+                elif fd == stdin_fd:
+                    try:
+                        pending = pending[os.write(fd, pending[: _READ_CHUNK]) :]
+                    except (BrokenPipeError, BlockingIOError) as e:
+                        if isinstance(e, BrokenPipeError):
+                            pending = pending[:0]
+                    if not pending:
+                        sel.unregister(fd)
+                        proc.stdin.close()
+                else:
+                    try:
+                        chunk = os.read(fd, _READ_CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        sel.unregister(fd)
+                        del readers[fd]
+                        continue
+                    stream = readers[fd]
+                    stream.add(chunk)
+                    if stream.exceeded:
+                        _kill_tree(proc, group)
+                        return (out, err, chan), False
+    finally:
+        sel.close()
+        os.close(pidfd)
+        if not proc.stdin.closed:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+    if timed_out:
+        _kill_tree(proc, group)
+    return (out, err, chan), timed_out
+
+
+def _reap(proc: subprocess.Popen) -> tuple[int | None, float, int]:
+    """Wait for the sandbox process; its rusage includes every descendant it reaped."""
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:
+        return proc.returncode, 0.0, 0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for stream in (proc.stdout, proc.stderr):
+        stream.close()
+    return proc.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
+
+def _kill_tree(proc: subprocess.Popen, group: RunCgroup | None) -> None:
+    """SIGKILL the sandbox's process group (its PID namespace dies with it) and the cgroup."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if group is not None:
+        group.kill_all()
+
+
+def _failed_start(message: str, wall_s: float) -> RawOutcome:
+    return RawOutcome(
+        returncode=None,
+        stdout=b"",
+        stderr=message.encode(),
+        channel=b"",
+        stdout_truncated=False,
+        stderr_truncated=False,
+        channel_exceeded=False,
+        timed_out=False,
+        wall_s=wall_s,
+        cpu_s=0.0,
+        peak_memory_bytes=0,
+        oom_kills=0,
+        start_error=message,
+    )
