@@ -1,6 +1,6 @@
 """Pure-torch RL algorithms: advantages, policy losses, ERC, KL, SFT term, sampling helpers.
 
-The contract (rlkit algorithms.md section 0)::
+The contract::
 
     adv = compute_advantages(name, rewards, group_ids, **params)
     loss, metrics = compute_policy_loss(name, logprobs, old_logprobs, advantages, mask, *,

@@ -1,4 +1,4 @@
-"""Outcome-reward advantage estimators over groups of responses (algorithms.md section 2).
+"""Outcome-reward advantage estimators over groups of responses.
 
 A group is the set of samples sharing a ``group_ids`` value (arbitrary int64,
 any order, not necessarily contiguous). Every estimator gives 0 to a group of
@@ -58,7 +58,9 @@ def compute_advantages(name: str, rewards: Tensor, group_ids: Tensor, **params: 
     if not isinstance(rewards, Tensor) or rewards.dim() != 1:
         raise ValueError(f"rewards must be a 1-D tensor [N], got {getattr(rewards, 'shape', type(rewards).__name__)}")
     if not isinstance(group_ids, Tensor) or group_ids.shape != rewards.shape:
-        raise ValueError(f"group_ids must be [N] like rewards {tuple(rewards.shape)}, got {getattr(group_ids, 'shape', None)}")
+        raise ValueError(
+            f"group_ids must be [N] like rewards {tuple(rewards.shape)}, got {getattr(group_ids, 'shape', None)}"
+        )
     if group_ids.is_floating_point() or group_ids.is_complex() or group_ids.dtype == torch.bool:
         raise TypeError(f"group_ids must be an integer tensor, got dtype {group_ids.dtype}")
     if not rewards.is_floating_point():
@@ -146,7 +148,7 @@ def rloo_advantage(rewards: Tensor, index: Tensor) -> Tensor:
 
 @register_advantage("reinforce_pp")
 def reinforce_pp_advantage(rewards: Tensor, index: Tensor, *, eps: float = 1e-6) -> Tensor:
-    """REINFORCE++-baseline, arXiv 2501.03262: ``a_i = r_i − μ_G``, then ``A_i = (a_i − mean(a)) / (std(a) + eps)`` over the batch.
+    """REINFORCE++-baseline, arXiv 2501.03262: ``a_i = r_i − μ_G``, ``A_i = (a_i − mean(a))/(std(a) + eps)`` (batch).
 
     The batch statistics weight each response once (unbiased std); N = 1 gives 0.
     """

@@ -1,4 +1,4 @@
-"""Loss aggregation over a padded [B, T] batch (rlkit algorithms.md section 5).
+"""Loss aggregation over a padded [B, T] batch.
 
 ``L_b = Σ_t m_bt`` is row b's valid-token count, ``R`` the number of rows with
 ``L_b > 0`` (empty rows count nowhere), ``T = mask.shape[1]``:

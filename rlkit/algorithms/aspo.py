@@ -1,4 +1,4 @@
-"""ASPO: asymmetric importance sampling with soft dual clip (algorithms.md section 3.4).
+"""ASPO: asymmetric importance sampling with soft dual clip.
 
 Positive-advantage tokens use the flipped weight ``1/r``: a low-probability
 token the update has not yet raised gets a larger weight. Negative tokens keep
@@ -38,7 +38,7 @@ def aspo_loss(
     clip_high: float = 0.2,
     dual_clip: float | None = 3.0,
 ) -> TokenLoss:
-    """ASPO (Archer2.0), arXiv 2510.06062: A>0: ``ℓ = −A·(p/sg(p))/sg(p)``, p = min(r, 1+ε_h); A<0: ``ℓ = −A·max(r, 1−ε_l)``.
+    """ASPO, arXiv 2510.06062: ``ℓ = −A·(p/sg(p))/sg(p)`` (A>0, p = min(r, 1+ε_h)); ``−A·max(r, 1−ε_l)`` (A<0).
 
     Regions (value | gradient w.r.t. logprob):
     A>0, r>1+ε_h: ``−A/(1+ε_h)`` | 0;  A>0, 1/c ≤ r ≤ 1+ε_h: ``−A/r`` | ``−A/r``;

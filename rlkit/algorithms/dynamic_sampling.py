@@ -1,4 +1,4 @@
-"""DAPO dynamic sampling: drop groups with all-equal rewards (algorithms.md section 8).
+"""DAPO dynamic sampling: drop groups with all-equal rewards.
 
 DAPO, arXiv 2503.14476: a group (size ≥ 2) whose filter metric is the same for
 every member has all-zero GRPO advantages and only dilutes the batch. Two
@@ -30,7 +30,9 @@ G = TypeVar("G")
 def uniform_group_mask(rewards: Tensor, group_ids: Tensor) -> Tensor:
     """Bool [N]: True for samples whose group has at least 2 members, all with equal rewards."""
     if rewards.dim() != 1 or group_ids.shape != rewards.shape:
-        raise ValueError(f"rewards and group_ids must both be [N]; got {tuple(rewards.shape)} and {tuple(group_ids.shape)}")
+        raise ValueError(
+            f"rewards and group_ids must both be [N]; got {tuple(rewards.shape)} and {tuple(group_ids.shape)}"
+        )
     _, index = torch.unique(group_ids, return_inverse=True)
     sizes = torch.bincount(index)[index]
     return degenerate_groups(rewards, index) & (sizes >= 2)

@@ -1,4 +1,4 @@
-"""Entropy-ratio clipping (ERC), composable with every policy loss (algorithms.md section 4).
+"""Entropy-ratio clipping (ERC), composable with every policy loss.
 
 Source: "Entropy Ratio Clipping as a Soft Global Constraint for Stable
 Reinforcement Learning", arXiv 2512.05591 (Kwai Klear). Per token,

@@ -1,4 +1,4 @@
-"""Gradient-preserving clipping: ``gppo`` and ``ce_gppo`` (algorithms.md sections 3.2, 3.3).
+"""Gradient-preserving clipping: ``gppo`` and ``ce_gppo``.
 
 A clipped token keeps the forward value of the PPO clip but, instead of a zero
 gradient, the gradient it had at the clip boundary: the bound is written as
@@ -99,9 +99,11 @@ def ce_gppo_loss(
     beta1: float = 0.75,
     beta2: float = 1.0,
 ) -> TokenLoss:
-    """CE-GPPO, arXiv 2509.20712: ``ℓ = −β1·(1−ε_l)·(r/sg(r))·A`` if A<0, r<1−ε_l; ``−β2·(1+ε_h)·(r/sg(r))·A`` if A>0, r>1+ε_h; else ``−r·A``.
+    """CE-GPPO, arXiv 2509.20712: ``ℓ = −β1·(1−ε_l)·u·A`` (A<0, r<1−ε_l); ``−β2·(1+ε_h)·u·A`` (A>0, r>1+ε_h).
 
-    β1 scales the push-down of low-probability negative tokens (lowers entropy),
+    Elsewhere as GPPO: ``−r·A``, and ``−c·A`` (constant) for A<0, r>c.
+
+    ``u = r/sg(r)`` (value 1, gradient 1). β1 scales the push-down of low-probability negative tokens (lowers entropy),
     β2 the push-up of low-probability positive tokens (raises entropy).
     """
     for name, beta in (("beta1", beta1), ("beta2", beta2)):

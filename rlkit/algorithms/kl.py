@@ -1,4 +1,4 @@
-"""Per-token KL estimators against a frozen reference policy (algorithms.md section 7).
+"""Per-token KL estimators against a frozen reference policy.
 
 Schulman, "Approximating KL Divergence" (2020), with ``x = ref_logprob − logprob``
 (samples drawn from the current policy):

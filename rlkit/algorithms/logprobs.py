@@ -56,7 +56,9 @@ def token_logprobs_from_hidden(
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(f"need hidden [N, H] and weight [V, H], got {tuple(hidden.shape)} and {tuple(weight.shape)}")
     if targets.shape != hidden.shape[:1] or targets.dtype != torch.long:
-        raise ValueError(f"targets must be a long tensor [{hidden.shape[0]}], got {targets.dtype} {tuple(targets.shape)}")
+        raise ValueError(
+            f"targets must be a long tensor [{hidden.shape[0]}], got {targets.dtype} {tuple(targets.shape)}"
+        )
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if chunk_size < 1:
@@ -65,7 +67,14 @@ def token_logprobs_from_hidden(
     track = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     pieces: list[tuple[Tensor, ...]] = []
     for start in range(0, hidden.shape[0], chunk_size):
-        args = (hidden[start : start + chunk_size], weight, targets[start : start + chunk_size], temperature, dtype, with_entropy)
+        args = (
+            hidden[start : start + chunk_size],
+            weight,
+            targets[start : start + chunk_size],
+            temperature,
+            dtype,
+            with_entropy,
+        )
         pieces.append(checkpoint(_chunk, *args, use_reentrant=False) if track else _chunk(*args))
     if not pieces:
         empty = hidden.new_zeros(0, dtype=dtype)

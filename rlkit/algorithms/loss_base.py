@@ -100,7 +100,7 @@ def check_clip(*, clip_low: float, clip_high: float, dual_clip: float | None) ->
 
 
 def clip_zones(ratio: Tensor, advantages: Tensor, *, clip_low: float, clip_high: float) -> tuple[Tensor, Tensor]:
-    """Trust-region clip zone Z of algorithms.md section 1, split as (low, high).
+    """Trust-region clip zone Z, split as (low, high).
 
     low: ``A<0 and r<1−ε_l``; high: ``A>0 and r>1+ε_h``.
     """

@@ -1,4 +1,4 @@
-"""DAPO overlong reward shaping and overlong filtering (algorithms.md section 9).
+"""DAPO overlong reward shaping and overlong filtering.
 
 DAPO, arXiv 2503.14476 (soft overlong punishment), for a response of length L,
 budget ``L_max`` and soft buffer ``L_cache``:
@@ -23,7 +23,9 @@ def overlong_penalty(lengths: Tensor, *, max_len: int, cache_len: int, factor: f
     ``(16384 − 18432)/4096 = −0.5``.
     """
     if max_len < 1 or not 0 <= cache_len <= max_len:
-        raise ValueError(f"need max_len >= 1 and 0 <= cache_len <= max_len, got max_len={max_len}, cache_len={cache_len}")
+        raise ValueError(
+            f"need max_len >= 1 and 0 <= cache_len <= max_len, got max_len={max_len}, cache_len={cache_len}"
+        )
     if factor < 0:
         raise ValueError(f"factor must be >= 0, got {factor}")
     dtype = lengths.dtype if lengths.is_floating_point() else torch.float32
@@ -35,7 +37,8 @@ def overlong_penalty(lengths: Tensor, *, max_len: int, cache_len: int, factor: f
 
 
 def filter_truncated(mask: Tensor, truncated: Tensor) -> Tensor:
-    """DAPO overlong filtering: a copy of ``mask`` [B, T] with the rows of truncated responses (``truncated`` [B] bool) all False/0."""
+    """DAPO overlong filtering: a copy of ``mask`` [B, T] with the rows where ``truncated`` [B] is True zeroed."""
     if truncated.shape != mask.shape[:1] or truncated.dtype != torch.bool:
-        raise ValueError(f"truncated must be a bool tensor of shape [{mask.shape[0]}], got {truncated.dtype} {tuple(truncated.shape)}")
+        got = f"{truncated.dtype} {tuple(truncated.shape)}"
+        raise ValueError(f"truncated must be a bool tensor of shape [{mask.shape[0]}], got {got}")
     return torch.where(truncated.unsqueeze(1), torch.zeros_like(mask), mask)

@@ -3,7 +3,7 @@
 It checks names and shapes, replaces padded positions by neutral values (so any
 finite garbage there changes nothing, gradients included), detaches the
 constants, calls the registered per-token loss, applies ERC, aggregates
-(algorithms.md section 5) and returns metrics as python floats (section 6).
+and returns metrics as python floats.
 """
 
 from __future__ import annotations
@@ -122,8 +122,13 @@ def _prepare(
     if not isinstance(logprobs, Tensor) or logprobs.dim() != 2 or not logprobs.is_floating_point():
         raise ValueError(f"logprobs must be a floating [B, T] tensor, got {_describe(logprobs)}")
     shape = logprobs.shape
-    for arg, tensor in (("old_logprobs", old_logprobs), ("mask", mask), ("entropy", entropy), ("old_entropy", old_entropy)):
-        if tensor is not None and (not isinstance(tensor, Tensor) or tensor.shape != shape):
+    for arg, tensor, required in (
+        ("old_logprobs", old_logprobs, True),
+        ("mask", mask, True),
+        ("entropy", entropy, False),
+        ("old_entropy", old_entropy, False),
+    ):
+        if (tensor is not None or required) and (not isinstance(tensor, Tensor) or tensor.shape != shape):
             raise ValueError(f"{arg} must have the shape of logprobs {tuple(shape)}, got {_describe(tensor)}")
     if not isinstance(advantages, Tensor) or advantages.shape not in (shape, shape[:1]):
         raise ValueError(f"advantages must be [B] or [B, T] with B, T = {tuple(shape)}, got {_describe(advantages)}")

@@ -1,4 +1,4 @@
-"""Clipped surrogate losses: ``ppo_clip`` and ``dapo`` (algorithms.md section 3.1).
+"""Clipped surrogate losses: ``ppo_clip`` and ``dapo``.
 
 Per token, ``r = exp(lp − old_lp)``:
 ``ℓ = max(−A·r, −A·clip(r, 1−ε_l, 1+ε_h))``; with dual clip c, for A<0: ``ℓ = min(ℓ, −c·A)``.
@@ -23,7 +23,13 @@ __all__ = ["clipped_surrogate", "dapo_loss", "ppo_clip_loss"]
 
 
 def clipped_surrogate(
-    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, *, clip_low: float, clip_high: float, dual_clip: float | None
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    *,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None,
 ) -> TokenLoss:
     """PPO clipped surrogate with optional dual clip, written region by region.
 

@@ -139,8 +139,10 @@ class Registry(Generic[F]):
         params = list(inspect.signature(fn).parameters.values())
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         if len(positional) != len(self.positional):
-            raise TypeError(f"{where} must take {len(self.positional)} positional parameters ({', '.join(self.positional)})")
-        for p in params[len(positional):]:
+            raise TypeError(
+                f"{where} must take {len(self.positional)} positional parameters ({', '.join(self.positional)})"
+            )
+        for p in params[len(positional) :]:
             if p.kind is not p.KEYWORD_ONLY:
                 raise TypeError(f"{where}: parameter {p.name!r} must be keyword-only (no *args or **kwargs)")
             if p.default is p.empty:

@@ -1,4 +1,4 @@
-"""Klear's SFT term on correct samples (algorithms.md section 7).
+"""Klear's SFT term on correct samples.
 
 Klear-Reasoner, arXiv 2508.07629: ``L = L_policy + α·L_sft`` with
 ``L_sft = agg(−logprob)`` over the tokens of the selected responses (those whose
@@ -33,7 +33,9 @@ def sft_loss(
     if logprobs.dim() != 2 or mask.shape != logprobs.shape:
         raise ValueError(f"logprobs and mask must both be [B, T]; got {tuple(logprobs.shape)} and {tuple(mask.shape)}")
     if select.shape != logprobs.shape[:1] or select.dtype != torch.bool:
-        raise ValueError(f"select must be a bool tensor of shape [{logprobs.shape[0]}], got {select.dtype} {tuple(select.shape)}")
+        raise ValueError(
+            f"select must be a bool tensor of shape [{logprobs.shape[0]}], got {select.dtype} {tuple(select.shape)}"
+        )
     valid = (mask if mask.dtype == torch.bool else mask != 0) & select.unsqueeze(1)
     nll = -torch.where(valid, logprobs, torch.zeros_like(logprobs))
     return aggregate(nll, valid, loss_agg=loss_agg, norm_len=norm_len)

@@ -30,7 +30,9 @@ def test_values_and_gradients_equal_direct(chunk_size: int) -> None:
     hidden, weight, targets = _inputs()
     # An arbitrary scalar of both outputs, so that both gradients are compared.
     coef_lp, coef_h = torch.linspace(-1, 1, 10, dtype=F64), torch.linspace(0.5, 2, 10, dtype=F64)
-    lp, ent = token_logprobs_from_hidden(hidden, weight, targets, temperature=0.7, chunk_size=chunk_size, with_entropy=True)
+    lp, ent = token_logprobs_from_hidden(
+        hidden, weight, targets, temperature=0.7, chunk_size=chunk_size, with_entropy=True
+    )
     got = torch.autograd.grad((coef_lp * lp + coef_h * ent).sum(), (hidden, weight))
     ref_lp, ref_ent = _direct(hidden, weight, targets, 0.7)
     want = torch.autograd.grad((coef_lp * ref_lp + coef_h * ref_ent).sum(), (hidden, weight))

@@ -20,8 +20,14 @@ def _section5(rho_01: float, **kw):
     entropy = old_entropy.clone()
     entropy[0, 1] = 2.0 * rho_01
     loss, metrics = compute_policy_loss(
-        "ppo_clip", logprobs, logprobs.detach(), torch.tensor([2.0, -1.0], dtype=F64), mask,
-        entropy=entropy, old_entropy=old_entropy, **kw,
+        "ppo_clip",
+        logprobs,
+        logprobs.detach(),
+        torch.tensor([2.0, -1.0], dtype=F64),
+        mask,
+        entropy=entropy,
+        old_entropy=old_entropy,
+        **kw,
     )
     loss.backward()
     return loss, logprobs.grad, metrics
@@ -53,8 +59,14 @@ def test_band_is_open_and_uses_eps() -> None:
     entropy = torch.tensor([[0.0, 0.5, 3.0]], dtype=F64)
     old_entropy = torch.tensor([[0.0, 1.0, 2.0]], dtype=F64)
     loss, metrics = compute_policy_loss(
-        "gppo", logprobs, logprobs.detach(), torch.ones(1, dtype=F64), torch.ones(1, 3),
-        entropy=entropy, old_entropy=old_entropy, erc=(lo, hi),
+        "gppo",
+        logprobs,
+        logprobs.detach(),
+        torch.ones(1, dtype=F64),
+        torch.ones(1, 3),
+        entropy=entropy,
+        old_entropy=old_entropy,
+        erc=(lo, hi),
     )
     loss.backward()
     assert loss.item() == -1.0
@@ -74,7 +86,9 @@ def test_erc_composes_with_every_loss(name: str) -> None:
     outside = mask & (entropy / old_entropy > 1.05)
     plain, _ = compute_policy_loss(name, logprobs, old, adv, mask)
     (plain_grad,) = torch.autograd.grad(plain, logprobs)
-    gated, metrics = compute_policy_loss(name, logprobs, old, adv, mask, entropy=entropy, old_entropy=old_entropy, erc=(0.95, 1.05))
+    gated, metrics = compute_policy_loss(
+        name, logprobs, old, adv, mask, entropy=entropy, old_entropy=old_entropy, erc=(0.95, 1.05)
+    )
     (gated_grad,) = torch.autograd.grad(gated, logprobs)
     assert outside.any() and (mask & ~outside).any()
     assert_close(gated, plain)

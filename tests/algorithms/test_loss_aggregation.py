@@ -26,7 +26,9 @@ SECTION5 = [
 def _section5(**kw):
     logprobs = torch.tensor([[-0.3, -1.2, 7.0], [-0.8, 3.0, -9.0]], dtype=F64, requires_grad=True)
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
-    loss, _ = compute_policy_loss("ppo_clip", logprobs, logprobs.detach(), torch.tensor([2.0, -1.0], dtype=F64), mask, **kw)
+    loss, _ = compute_policy_loss(
+        "ppo_clip", logprobs, logprobs.detach(), torch.tensor([2.0, -1.0], dtype=F64), mask, **kw
+    )
     loss.backward()
     return loss, logprobs.grad
 

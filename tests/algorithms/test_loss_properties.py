@@ -42,7 +42,11 @@ def _token_weights(mask: torch.Tensor, agg: str) -> torch.Tensor:
 
 def _reference(name: str, A: float, r: float, p: dict) -> tuple[float, float]:
     """(ℓ, g) of one token straight from the equations of sections 3.1-3.4 (python floats)."""
-    el, eh, c = p.get("clip_low", 0.2), p.get("clip_high", {"dapo": 0.28, "gppo": 0.28}.get(name, 0.2)), p.get("dual_clip")
+    el, eh, c = (
+        p.get("clip_low", 0.2),
+        p.get("clip_high", {"dapo": 0.28, "gppo": 0.28}.get(name, 0.2)),
+        p.get("dual_clip"),
+    )
     if name == "aspo":
         c = p.get("dual_clip", 3.0)
     if A == 0:

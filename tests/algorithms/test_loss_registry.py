@@ -42,7 +42,13 @@ def test_builtin_names_and_defaults() -> None:
     assert POLICY_LOSSES.defaults("ppo_clip") == {"clip_low": 0.2, "clip_high": 0.2, "dual_clip": None}
     assert POLICY_LOSSES.defaults("dapo") == {"clip_low": 0.2, "clip_high": 0.28, "dual_clip": None}
     assert POLICY_LOSSES.defaults("gppo") == {"clip_low": 0.2, "clip_high": 0.28, "dual_clip": None}
-    assert POLICY_LOSSES.defaults("ce_gppo") == {"clip_low": 0.2, "clip_high": 0.2, "dual_clip": None, "beta1": 0.75, "beta2": 1.0}
+    assert POLICY_LOSSES.defaults("ce_gppo") == {
+        "clip_low": 0.2,
+        "clip_high": 0.2,
+        "dual_clip": None,
+        "beta1": 0.75,
+        "beta2": 1.0,
+    }
     assert POLICY_LOSSES.defaults("aspo") == {"clip_low": 0.2, "clip_high": 0.2, "dual_clip": 3.0}
     assert ADVANTAGES.defaults("grpo") == {"norm_std": True, "eps": 1e-6}
     assert ADVANTAGES.defaults("reinforce_pp") == {"eps": 1e-6}
@@ -51,7 +57,9 @@ def test_builtin_names_and_defaults() -> None:
 def test_user_loss_runs_through_compute_policy_loss(scaled_pg: str) -> None:
     # One token, r = 1, A = 2, scale 3: ℓ = -6, g = -6.
     logprobs = torch.tensor([[-0.5]], dtype=F64, requires_grad=True)
-    loss, metrics = compute_policy_loss(scaled_pg, logprobs, logprobs.detach(), torch.tensor([2.0], dtype=F64), torch.ones(1, 1), scale=3.0)
+    loss, metrics = compute_policy_loss(
+        scaled_pg, logprobs, logprobs.detach(), torch.tensor([2.0], dtype=F64), torch.ones(1, 1), scale=3.0
+    )
     loss.backward()
     assert loss.item() == -6.0 and logprobs.grad.item() == -6.0
     assert metrics["clip_frac"] == 0.0 and metrics["dual_clip_frac"] == 0.0
@@ -119,7 +127,9 @@ def test_user_advantage() -> None:
 
     try:
         # ids 40, 40, 3: group 40 has mean 0.5; the dense index of id 3 is 0, of id 40 is 1.
-        out = compute_advantages("test_centered_twice", torch.tensor([1.0, 0.0, 5.0]), torch.tensor([40, 40, 3]), factor=3.0)
+        out = compute_advantages(
+            "test_centered_twice", torch.tensor([1.0, 0.0, 5.0]), torch.tensor([40, 40, 3]), factor=3.0
+        )
         assert out.tolist() == [1.5, -1.5, 0.0]
     finally:
         ADVANTAGES.unregister("test_centered_twice")

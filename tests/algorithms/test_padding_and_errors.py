@@ -60,7 +60,9 @@ def test_masked_garbage_changes_nothing(name: str, agg: str) -> None:
 def test_all_padding_gives_exact_zero_that_backpropagates(name: str, agg: str) -> None:
     logprobs = torch.full((2, 3), 1e30, dtype=F64, requires_grad=True)
     old = torch.full((2, 3), -1e30, dtype=F64)
-    loss, metrics = compute_policy_loss(name, logprobs, old, torch.tensor([1e30, -1e30], dtype=F64), torch.zeros(2, 3), loss_agg=agg)
+    loss, metrics = compute_policy_loss(
+        name, logprobs, old, torch.tensor([1e30, -1e30], dtype=F64), torch.zeros(2, 3), loss_agg=agg
+    )
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
     assert torch.equal(logprobs.grad, torch.zeros(2, 3, dtype=F64))
@@ -86,24 +88,81 @@ def _args():
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: compute_policy_loss("gpo", *_args()), ValueError, r"unknown loss 'gpo'; known: aspo, ce_gppo, dapo, gppo, ppo_clip"),
-        (lambda: compute_policy_loss("gppo", *_args(), clip_hgh=0.3), TypeError, r"clip_hgh: unknown parameter for loss 'gppo'; accepted: clip_low, clip_high, dual_clip"),
-        (lambda: compute_policy_loss("gppo", *_args(), beta1=0.5), ValueError, r"beta1: unknown parameter for loss 'gppo'"),
-        (lambda: compute_policy_loss("dapo", *_args(), beta2=0.5), ValueError, r"beta2: unknown parameter for loss 'dapo'"),
-        (lambda: compute_policy_loss("ppo_clip", *_args(), norm_len=4), ValueError, r"norm_len: only applies to loss_agg 'seq-mean-token-sum-norm'"),
-        (lambda: compute_policy_loss("ppo_clip", *_args(), loss_agg="seq-mean-token-sum-norm", norm_len=0), ValueError, r"norm_len: must be an int >= 1"),
-        (lambda: compute_policy_loss("ppo_clip", *_args(), loss_agg="sum"), ValueError, r"loss_agg: unknown mode 'sum'; known: token-mean"),
+        (
+            lambda: compute_policy_loss("gpo", *_args()),
+            ValueError,
+            r"unknown loss 'gpo'; known: aspo, ce_gppo, dapo, gppo, ppo_clip",
+        ),
+        (
+            lambda: compute_policy_loss("gppo", *_args(), clip_hgh=0.3),
+            TypeError,
+            r"clip_hgh: unknown parameter for loss 'gppo'; accepted: clip_low, clip_high, dual_clip",
+        ),
+        (
+            lambda: compute_policy_loss("gppo", *_args(), beta1=0.5),
+            ValueError,
+            r"beta1: unknown parameter for loss 'gppo'",
+        ),
+        (
+            lambda: compute_policy_loss("dapo", *_args(), beta2=0.5),
+            ValueError,
+            r"beta2: unknown parameter for loss 'dapo'",
+        ),
+        (
+            lambda: compute_policy_loss("ppo_clip", *_args(), norm_len=4),
+            ValueError,
+            r"norm_len: only applies to loss_agg 'seq-mean-token-sum-norm'",
+        ),
+        (
+            lambda: compute_policy_loss("ppo_clip", *_args(), loss_agg="seq-mean-token-sum-norm", norm_len=0),
+            ValueError,
+            r"norm_len: must be an int >= 1",
+        ),
+        (
+            lambda: compute_policy_loss("ppo_clip", *_args(), loss_agg="sum"),
+            ValueError,
+            r"loss_agg: unknown mode 'sum'; known: token-mean",
+        ),
         (lambda: compute_policy_loss("ppo_clip", *_args(), dual_clip=1.0), ValueError, r"dual_clip: must be > 1"),
         (lambda: compute_policy_loss("aspo", *_args(), dual_clip=0.5), ValueError, r"dual_clip: must be > 1"),
         (lambda: compute_policy_loss("gppo", *_args(), clip_low=1.0), ValueError, r"clip_low: must be in \[0, 1\)"),
         (lambda: compute_policy_loss("ce_gppo", *_args(), beta1=-1.0), ValueError, r"beta1: must be >= 0"),
-        (lambda: compute_policy_loss("gppo", *_args(), clip_high="0.3"), TypeError, r"clip_high: expected float, got str"),
-        (lambda: compute_policy_loss("gppo", *_args(), erc=(0.95, 1.05)), ValueError, r"erc: needs both entropy and old_entropy"),
-        (lambda: compute_policy_loss("gppo", *_args(), erc=(1.0, 1.05)), ValueError, r"erc: band must satisfy 0 < low < 1 < high"),
+        (
+            lambda: compute_policy_loss("gppo", *_args(), clip_high="0.3"),
+            TypeError,
+            r"clip_high: expected float, got str",
+        ),
+        (
+            lambda: compute_policy_loss("gppo", *_args(), erc=(0.95, 1.05)),
+            ValueError,
+            r"erc: needs both entropy and old_entropy",
+        ),
+        (
+            lambda: compute_policy_loss("gppo", *_args(), erc=(1.0, 1.05)),
+            ValueError,
+            r"erc: band must satisfy 0 < low < 1 < high",
+        ),
         (lambda: compute_policy_loss("gppo", *_args(), erc=0.95), ValueError, r"erc: must be a \(low, high\) pair"),
-        (lambda: compute_policy_loss("gppo", torch.zeros(2), *_args()[1:]), ValueError, r"logprobs must be a floating \[B, T\] tensor"),
-        (lambda: compute_policy_loss("gppo", *_args()[:2], torch.ones(3), torch.ones(1, 2)), ValueError, r"advantages must be \[B\] or \[B, T\]"),
-        (lambda: compute_policy_loss("gppo", *_args()[:3], torch.ones(1, 3)), ValueError, r"mask must have the shape of logprobs"),
+        (
+            lambda: compute_policy_loss("gppo", torch.zeros(2), *_args()[1:]),
+            ValueError,
+            r"logprobs must be a floating \[B, T\] tensor",
+        ),
+        (
+            lambda: compute_policy_loss("gppo", *_args()[:2], torch.ones(3), torch.ones(1, 2)),
+            ValueError,
+            r"advantages must be \[B\] or \[B, T\]",
+        ),
+        (
+            lambda: compute_policy_loss("gppo", *_args()[:3], torch.ones(1, 3)),
+            ValueError,
+            r"mask must have the shape of logprobs",
+        ),
+        (
+            lambda: compute_policy_loss("gppo", *_args()[:3], None),
+            ValueError,
+            r"mask must have the shape of logprobs \(1, 2\), got NoneType",
+        ),
     ],
 )
 def test_errors_name_the_bad_argument(call, exc, match) -> None:

@@ -139,8 +139,14 @@ def test_metrics_over_valid_tokens_only() -> None:
     logprobs = torch.tensor([[0.7, 0.1, 0.148]], dtype=F64).log()
     entropy, old_entropy = torch.tensor([[1.0, 3.0, 50.0]], dtype=F64), torch.ones(1, 3, dtype=F64)
     _, m = compute_policy_loss(
-        "ppo_clip", logprobs, old, torch.tensor([1.0]), torch.tensor([[1, 1, 0]]),
-        entropy=entropy, old_entropy=old_entropy, erc=(0.95, 1.05),
+        "ppo_clip",
+        logprobs,
+        old,
+        torch.tensor([1.0]),
+        torch.tensor([[1, 1, 0]]),
+        entropy=entropy,
+        old_entropy=old_entropy,
+        erc=(0.95, 1.05),
     )
     assert m["ratio_mean"] == pytest.approx(0.95) and m["ratio_max"] == pytest.approx(1.4)
     assert m["approx_kl"] == pytest.approx(-(torch.tensor([1.4, 0.5]).log().mean().item()))
@@ -183,7 +189,9 @@ def test_no_gradient_into_constants() -> None:
     old = torch.tensor([[-0.6, -0.9]], dtype=F64, requires_grad=True)
     adv = torch.tensor([1.0], dtype=F64, requires_grad=True)
     ent = torch.ones(1, 2, dtype=F64, requires_grad=True)
-    loss, _ = compute_policy_loss("gppo", logprobs, old, adv, torch.ones(1, 2), entropy=ent, old_entropy=ent, erc=(0.9, 1.1))
+    loss, _ = compute_policy_loss(
+        "gppo", logprobs, old, adv, torch.ones(1, 2), entropy=ent, old_entropy=ent, erc=(0.9, 1.1)
+    )
     loss.backward()
     assert logprobs.grad is not None
     assert old.grad is None and adv.grad is None and ent.grad is None
