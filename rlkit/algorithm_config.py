@@ -105,13 +105,21 @@ class AlgorithmConfig(_Section):
             raise ValueError(f"erc band must satisfy 0 < low < 1 < high, got {list(erc)}")
         return erc
 
-    @model_validator(mode="after")
-    def _registered(self) -> AlgorithmConfig:
+    def import_plugins(self) -> None:
+        """Import the ``plugins`` modules (idempotent); unpickling a config, e.g. in a Ray worker, does it too."""
         for module in self.plugins:
             try:
                 importlib.import_module(module)
             except ImportError as err:
                 raise ValueError(f"algorithm.plugins: cannot import {module!r}: {err}") from err
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.import_plugins()
+
+    @model_validator(mode="after")
+    def _registered(self) -> AlgorithmConfig:
+        self.import_plugins()
         if "erc" in self.params:
             raise ValueError("algorithm.params.erc: set the band as algorithm.erc, not as a loss parameter")
         from rlkit.algorithms import ParameterError, validate_advantage_params, validate_loss_params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,20 @@ def test_plugins_register_before_names_are_checked(tmp_path: Path, monkeypatch: 
         assert "algorithm.params.scal: unknown parameter for loss 'test_plugin_pg'; accepted: scale" in _error(
             loss="test_plugin_pg", params={"scal": 2.0}, plugins=["rlkit_test_plugin"]
         )
+        # A worker process that unpickles the config gets the plugin's loss registered too.
+        code = (
+            "import pickle, sys\n"
+            "from rlkit.algorithms import POLICY_LOSSES\n"
+            "assert 'test_plugin_pg' not in POLICY_LOSSES\n"
+            "pickle.loads(sys.stdin.buffer.read())\n"
+            "print(POLICY_LOSSES.defaults('test_plugin_pg'))\n"
+        )
+        env = {"PYTHONPATH": f"{ROOT}:{tmp_path}", "PATH": "/usr/bin:/bin"}
+        worker = subprocess.run(
+            [sys.executable, "-c", code], input=pickle.dumps(cfg), capture_output=True, env=env, timeout=120
+        )
+        assert worker.returncode == 0, worker.stderr.decode()
+        assert worker.stdout.decode().strip() == "{'scale': 1.0}"
     finally:
         POLICY_LOSSES.unregister("test_plugin_pg")
         sys.modules.pop("rlkit_test_plugin", None)
