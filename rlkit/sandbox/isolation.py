@@ -44,9 +44,10 @@ NO_ISOLATION_WARNING = (
 )
 
 # Inside the sandbox: set both soft and hard rlimits, then exec the program.
+# CPU time: SIGXCPU at the soft limit (reported as a timeout), SIGKILL a second later.
 _LIMITS_SCRIPT = (
-    'ulimit -t "$1" && ulimit -v "$2" && ulimit -p "$3" && ulimit -f "$4" && ulimit -n "$5" '
-    '&& ulimit -c 0 && shift 5 && exec "$@"'
+    'ulimit -S -t "$1" && ulimit -H -t "$(($1 + 1))" && ulimit -v "$2" && ulimit -p "$3" '
+    '&& ulimit -f "$4" && ulimit -n "$5" && ulimit -c 0 && shift 5 && exec "$@"'
 )
 _UID_RANGE = (1_000_000_000, 2_000_000_000)
 
@@ -148,16 +149,16 @@ class Isolation:
         tmpfs_size = str(spec.limits.disk_mb * 1024 * 1024)
         args += ["--perms", "1777", "--size", tmpfs_size, "--tmpfs", WORK_DIR]
         args += ["--perms", "1777", "--size", tmpfs_size, "--tmpfs", "/dev/shm"]
-        for src, dest in spec.ro_binds:
-            args += ["--ro-bind", src, dest]
-        for src, dest in spec.rw_binds:
-            args += ["--bind", src, dest]
+        made: set[str] = set()
+        for flag, binds in (("--ro-bind", spec.ro_binds), ("--bind", spec.rw_binds)):
+            for src, dest in binds:
+                args += _parent_dirs(dest, made) + [flag, src, dest]
         for dest, (content, mode) in spec.files.items():
-            fd = _memfd(content)
+            fd = memfd(content)
             fds.append(fd)
             args += ["--perms", f"{mode:o}", "--file", str(fd), dest]
         if self._seccomp is not None:
-            fd = _memfd(self._seccomp)
+            fd = memfd(self._seccomp)
             fds.append(fd)
             args += ["--seccomp", str(fd)]
         for key, value in {**BASE_ENV, **spec.env}.items():
@@ -185,7 +186,8 @@ class Isolation:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
             path.chmod(mode)
-        argv = [_host_path(a, work) for a in spec.argv]
+        binds = dict((dest, src) for src, dest in [*spec.ro_binds, *spec.rw_binds])
+        argv = [binds.get(a, _host_path(a, work)) for a in spec.argv]
         env = {**BASE_ENV, **spec.env, "HOME": str(work)}
         prefix = ["/usr/bin/env", "-i"] + [f"{k}={_host_path(v, work)}" for k, v in env.items()]
         argv = prefix + _limits_prefix(spec.limits) + argv
@@ -207,6 +209,22 @@ def _limits_prefix(limits: Limits) -> list[str]:
     ]  # fmt: skip
 
 
+_PREMOUNTED = ("/usr", WORK_DIR, "/proc", "/dev", "/etc")
+
+
+def _parent_dirs(dest: str, made: set[str]) -> list[str]:
+    """``--dir`` ops creating ``dest``'s missing parents world-readable (bwrap would make them 0700)."""
+    args = []
+    parent = Path(dest).parent
+    for p in reversed([parent, *parent.parents]):
+        path = str(p)
+        if path == "/" or path in made or any(path == m or path.startswith(m + "/") for m in _PREMOUNTED):
+            continue
+        made.add(path)
+        args += ["--perms", "0755", "--dir", path]
+    return args
+
+
 def _root_filesystem() -> list[str]:
     """Read-only /usr, the top-level links or dirs into it, and the loader files of /etc."""
     args = ["--ro-bind", "/usr", "/usr"]
@@ -222,8 +240,9 @@ def _root_filesystem() -> list[str]:
     return args
 
 
-def _memfd(content: bytes) -> int:
-    fd = os.memfd_create("rlkit-sandbox", 0)  # no MFD_CLOEXEC: bwrap inherits it
+def memfd(content: bytes) -> int:
+    """An anonymous in-memory file holding ``content``, offset 0 (close-on-exec; list it in pass_fds)."""
+    fd = os.memfd_create("rlkit-sandbox", os.MFD_CLOEXEC)
     view = memoryview(content)
     while view:
         view = view[os.write(fd, view) :]

@@ -13,7 +13,7 @@ import selectors
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rlkit.sandbox.cgroups import Cgroups, RunCgroup
 from rlkit.sandbox.isolation import Isolation, RunSpec
@@ -23,6 +23,7 @@ from rlkit.sandbox.limits import Limits
 _JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 _JOIN_FAILED = 125
 _READ_CHUNK = 1 << 16
+CHANNEL_FD = "@channel_fd@"  # placeholder in RunSpec.argv for the result channel's descriptor
 _EXIT_GRACE_S = 1.0  # after the program exits, how long its output may still drain
 
 
@@ -68,18 +69,24 @@ def execute(
     spec: RunSpec,
     stdin: bytes = b"",
     channel_cap: int | None = None,
+    stdout_cap: int | None = None,
 ) -> RawOutcome:
     """Run ``spec`` to completion; with ``channel_cap``, also collect a result channel.
 
-    The channel is a pipe whose write end the program inherits as the last of
-    ``spec.pass_fds`` (the caller reads its number from the returned spec).
+    The channel is a pipe whose write end the program inherits; its number
+    replaces `CHANNEL_FD` in ``spec.argv``. ``stdout_cap`` overrides the
+    stdout byte cap (default: ``limits.output_kb``).
     """
     limits = spec.limits
     group = _create_group(cgroups, spec)
     chan_r = chan_w = -1
     if channel_cap is not None:
         chan_r, chan_w = os.pipe()
-        spec.pass_fds.append(chan_w)
+        spec = replace(
+            spec,
+            pass_fds=[*spec.pass_fds, chan_w],
+            argv=[str(chan_w) if a == CHANNEL_FD else a for a in spec.argv],
+        )
     prepared = isolation.prepare(spec)
     argv = prepared.argv
     if group is not None:
@@ -108,11 +115,10 @@ def execute(
     finally:
         if chan_w >= 0:
             os.close(chan_w)
-            spec.pass_fds.remove(chan_w)
-            chan_w = -1
     prepared.close()
     try:
-        streams, timed_out = _pump(proc, stdin, chan_r, limits, channel_cap or 0, start, group)
+        caps = (stdout_cap or limits.output_kb * 1024, limits.output_kb * 1024, channel_cap or 0)
+        streams, timed_out = _pump(proc, stdin, chan_r, limits, caps, start, group)
     finally:
         _kill_tree(proc, group)  # before reaping: an unreaped pid cannot be reused by another process
         returncode, cpu_s, maxrss = _reap(proc)
@@ -157,13 +163,12 @@ def _pump(
     stdin: bytes,
     chan_r: int,
     limits: Limits,
-    channel_cap: int,
+    caps: tuple[int, int, int],
     start: float,
     group: RunCgroup | None,
 ) -> tuple[tuple[_Stream, _Stream, _Stream], bool]:
     """Move bytes until the program and its pipes are done, the deadline passes or a cap is hit."""
-    cap = limits.output_kb * 1024
-    out, err, chan = _Stream("stdout", cap), _Stream("stderr", cap), _Stream("channel", channel_cap)
+    out, err, chan = _Stream("stdout", caps[0]), _Stream("stderr", caps[1]), _Stream("channel", caps[2])
     sel = selectors.DefaultSelector()
     readers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     if chan_r >= 0:

@@ -1,0 +1,265 @@
+"""`Sandbox`: run untrusted programs and test suites in isolation.
+
+    from rlkit.sandbox import Sandbox, Limits
+    sb = Sandbox()
+    sb.run("print(input())", stdin="hi")                   # ExecResult
+    sb.run_tests(code, ["assert add(1, 2) == 3"])          # TestReport
+    sb.run_many([TestJob(code, tests), ...], max_workers=4)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping, Sequence
+
+from rlkit.sandbox.cgroups import Cgroups, detect_cgroups
+from rlkit.sandbox.isolation import Isolation, IsolationMode, RunSpec, memfd
+from rlkit.sandbox.jobs import Job, RunJob, TestJob, TestMode, as_job
+from rlkit.sandbox.languages import CppToolchain, PythonRuntime, canonical_language
+from rlkit.sandbox.limits import COMPILE_LIMITS, Limits
+from rlkit.sandbox.process import CHANNEL_FD, execute
+from rlkit.sandbox.results import ExecResult, TestReport, TestResult
+from rlkit.sandbox.status import to_exec_result
+from rlkit.sandbox.testing import (
+    assert_results,
+    check_assert_tests,
+    normalize_stdio_case,
+    parse_channel,
+    stdio_difference,
+    stdio_matches,
+)
+
+_CHANNEL_CAP = 16 << 20
+
+
+class Sandbox:
+    """Runs untrusted Python and C++ under `Limits` with bubblewrap isolation.
+
+    ``isolation='none'`` runs programs as this user with only rlimits and
+    timeouts, after a warning; it is for machines without bubblewrap and
+    code you would run anyway. ``python`` is the interpreter programs use
+    (default ``/usr/bin/python3``); ``ro_binds`` are extra host paths (or
+    ``(host, sandbox)`` pairs) programs may read, e.g. a data directory.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        isolation: IsolationMode = "bwrap",
+        python: str | None = None,
+        python_flags: Sequence[str] = ("-I",),
+        cxx: str = "g++",
+        cxx_flags: Sequence[str] = ("-std=c++17", "-O2", "-pipe"),
+        compile_limits: Limits = COMPILE_LIMITS,
+        ro_binds: Sequence[str | tuple[str, str]] = (),
+        max_workers: int | None = None,
+        use_cgroups: bool = True,
+        bwrap: str | None = None,
+    ):
+        self.limits = limits or Limits()
+        if not isinstance(self.limits, Limits):
+            raise TypeError(f"limits must be a Limits, got {type(self.limits).__name__}")
+        self.isolation = Isolation(mode=isolation, bwrap=bwrap)
+        self.cgroups: Cgroups = detect_cgroups() if use_cgroups else Cgroups(kind="none", bases={}, reason="disabled")
+        self.python = PythonRuntime.find(executable=python, flags=python_flags)
+        self.cpp = CppToolchain(compiler=cxx, flags=tuple(cxx_flags))
+        self.compile_limits = compile_limits
+        self.ro_binds = [(b, b) if isinstance(b, str) else (b[0], b[1]) for b in ro_binds]
+        for src, _ in self.ro_binds:
+            if not os.path.exists(src):
+                raise FileNotFoundError(f"ro_binds path {src!r} does not exist")
+        self.max_workers = max_workers or os.cpu_count() or 1
+
+    def describe(self) -> dict[str, Any]:
+        """How programs are isolated here (for logs and the service's /health)."""
+        return {
+            "isolation": self.isolation.mode,
+            "privileged_host": self.isolation.privileged,
+            "seccomp": self.isolation.seccomp_enabled,
+            "cgroups": self.cgroups.kind,
+            "cgroups_reason": self.cgroups.reason,
+            "python": self.python.executable,
+            "limits": self.limits.to_dict(),
+        }
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, code: str, *, language: str = "python", stdin: str = "", limits: Limits | None = None) -> ExecResult:
+        """Run ``code`` once with ``stdin``; C++ is compiled first (status ``compile_error`` if that fails)."""
+        limits = self._limits(limits)
+        lang = canonical_language(language)
+        _check_text("code", code)
+        _check_text("stdin", stdin)
+        if lang == "cpp":
+            binary, compiled = self._compile(code)
+            if binary is None:
+                return compiled
+            return self._execute(self.cpp.binary_spec(binary, limits), stdin=stdin)
+        return self._execute(self.python.script_spec(code, limits), stdin=stdin)
+
+    # ------------------------------------------------------------------ tests
+
+    def run_tests(
+        self,
+        code: str,
+        tests: Sequence[Any],
+        *,
+        language: str = "python",
+        mode: TestMode = "assert",
+        limits: Limits | None = None,
+        stop_on_first_failure: bool = False,
+    ) -> TestReport:
+        """Run a test suite against ``code``.
+
+        ``mode='assert'`` (Python): ``tests`` are Python snippets (asserts,
+        ``check(fn)`` calls) run by a trusted evaluator against the program's
+        names, each in a fresh namespace. ``mode='stdio'``: ``tests`` are
+        ``{"input": str, "output": str}`` cases, one run each, compared on the host.
+        """
+        limits = self._limits(limits)
+        lang = canonical_language(language)
+        _check_text("code", code)
+        if isinstance(tests, (str, bytes)) or not isinstance(tests, Sequence):
+            raise TypeError(f"tests must be a list, got {type(tests).__name__}")
+        if mode == "assert":
+            if lang != "python":
+                raise ValueError(f"mode='assert' runs Python snippets and needs language='python', got {language!r}")
+            return self._run_assert(code, check_assert_tests(tests), limits, stop_on_first_failure)
+        if mode == "stdio":
+            cases = [normalize_stdio_case(c, i) for i, c in enumerate(tests)]
+            return self._run_stdio(code, lang, cases, limits, stop_on_first_failure)
+        raise ValueError(f"mode must be 'assert' or 'stdio', got {mode!r}")
+
+    def run_many(self, jobs: Sequence[Job | Mapping[str, Any]], *, max_workers: int | None = None) -> list[ExecResult | TestReport]:
+        """Run ``jobs`` with at most ``max_workers`` at once; results in job order.
+
+        A job whose arguments are invalid yields a ``sandbox_error`` result
+        naming the problem instead of failing the whole batch.
+        """
+        workers = max(1, min(max_workers or self.max_workers, len(jobs) or 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlkit-sandbox") as pool:
+            return list(pool.map(self.run_job, jobs))
+
+    def run_job(self, job: Job | Mapping[str, Any]) -> ExecResult | TestReport:
+        """One job of `run_many`."""
+        try:
+            job = as_job(job)
+            if isinstance(job, RunJob):
+                return self.run(job.code, language=job.language, stdin=job.stdin, limits=job.limits)
+            return self.run_tests(
+                job.code,
+                job.tests,
+                language=job.language,
+                mode=job.mode,
+                limits=job.limits,
+                stop_on_first_failure=job.stop_on_first_failure,
+            )
+        except (TypeError, ValueError) as e:
+            error = _error_result(f"invalid job: {e}")
+            if isinstance(job, TestJob) or (isinstance(job, Mapping) and "tests" in job):
+                return TestReport(passed=0, total=0, results=[], status="sandbox_error", runs=[error])
+            return error
+
+    # ------------------------------------------------------------------ internals
+
+    def _limits(self, limits: Limits | None) -> Limits:
+        if limits is None:
+            return self.limits
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a Limits, got {type(limits).__name__}")
+        return limits
+
+    def _execute(self, spec: RunSpec, *, stdin: str = "", **kwargs: Any) -> ExecResult:
+        spec.ro_binds = [*spec.ro_binds, *self.ro_binds]
+        return to_exec_result(
+            execute(isolation=self.isolation, cgroups=self.cgroups, spec=spec, stdin=stdin.encode(), **kwargs)
+        )
+
+    def _compile(self, code: str) -> tuple[bytes | None, ExecResult]:
+        limits = self.compile_limits
+        spec = self.cpp.compile_spec(code, limits)
+        raw = execute(
+            isolation=self.isolation,
+            cgroups=self.cgroups,
+            spec=spec,
+            stdout_cap=limits.file_size_mb << 20,
+        )
+        result = to_exec_result(raw)
+        if result.status == "ok" and raw.stdout:
+            return raw.stdout, result
+        why = {
+            "timeout": f"compilation exceeded {limits.time_s:g} s",
+            "memory_limit": f"compilation exceeded {limits.memory_mb} MB",
+            "output_limit": "the compiler's output exceeded its limit",
+        }.get(result.status, "")
+        stderr = f"{why}\n{result.stderr}" if why else result.stderr
+        status = "sandbox_error" if result.status == "sandbox_error" else "compile_error"
+        return None, ExecResult(**{**result.to_dict(), "status": status, "stdout": "", "stderr": stderr})
+
+    def _run_assert(self, code: str, tests: list[str], limits: Limits, stop: bool) -> TestReport:
+        nonce = secrets.token_hex(16)
+        job = {"nonce": nonce, "tests": tests, "stop_on_first_failure": stop}
+        code_fd = memfd(code.encode())
+        tests_fd = memfd(json.dumps(job).encode())
+        try:
+            spec = self.python.harness_spec(limits=limits, code_fd=code_fd, tests_fd=tests_fd, channel=CHANNEL_FD)
+            spec.ro_binds = [*spec.ro_binds, *self.ro_binds]
+            raw = execute(isolation=self.isolation, cgroups=self.cgroups, spec=spec, channel_cap=_CHANNEL_CAP)
+        finally:
+            os.close(code_fd)
+            os.close(tests_fd)
+        run = to_exec_result(raw)
+        events = parse_channel(raw.channel, nonce=nonce, total=len(tests))
+        results = assert_results(events, run, total=len(tests))
+        return _report(results, [run])
+
+    def _run_stdio(self, code: str, lang: str, cases: list[tuple[str, str]], limits: Limits, stop: bool) -> TestReport:
+        runs: list[ExecResult] = []
+        if lang == "cpp":
+            binary, compiled = self._compile(code)
+            runs.append(compiled)
+            if binary is None:
+                status = compiled.status
+                message = compiled.stderr.strip()[-1000:]
+                results = [TestResult(index=i, passed=False, status=status, message=message) for i in range(len(cases))]
+                return TestReport(passed=0, total=len(cases), results=results, status=status, runs=runs)
+        results: list[TestResult] = []
+        for i, (stdin, expected) in enumerate(cases):
+            if stop and results and not results[-1].passed:
+                results.append(TestResult(index=i, passed=False, status="not_run", message="not run: stopped after a failure"))
+                continue
+            spec = self.cpp.binary_spec(binary, limits) if lang == "cpp" else self.python.script_spec(code, limits)
+            run = self._execute(spec, stdin=stdin)
+            runs.append(run)
+            results.append(_stdio_result(i, run, expected))
+        return _report(results, runs)
+
+
+def _stdio_result(index: int, run: ExecResult, expected: str) -> TestResult:
+    if run.status != "ok":
+        tail = run.stderr.strip().splitlines()[-1:] if run.stderr.strip() else []
+        message = f"{run.status} (exit {run.returncode})" + (f": {tail[0][:300]}" if tail else "")
+        return TestResult(index=index, passed=False, status=run.status, message=message, time_s=run.time_s)
+    if stdio_matches(run.stdout, expected):
+        return TestResult(index=index, passed=True, status="passed", time_s=run.time_s)
+    return TestResult(
+        index=index, passed=False, status="failed", message=stdio_difference(run.stdout, expected), time_s=run.time_s
+    )
+
+
+def _report(results: list[TestResult], runs: list[ExecResult]) -> TestReport:
+    status = next((r.status for r in runs if r.status != "ok"), "ok")
+    return TestReport(passed=sum(r.passed for r in results), total=len(results), results=results, status=status, runs=runs)
+
+
+def _error_result(message: str) -> ExecResult:
+    return ExecResult(status="sandbox_error", returncode=None, stdout="", stderr=message, time_s=0.0)
+
+
+def _check_text(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
