@@ -13,12 +13,25 @@ from __future__ import annotations
 
 import inspect
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import pydantic
+
 RewardFn = Callable[..., Any]
 
+SetupFn = Callable[..., None]
+
 _REGISTRY: dict[str, RewardFn] = {}
+_SETUPS: dict[str, SetupFn] = {}
+
+
+class UnknownRewardError(ValueError, KeyError):
+    """No reward is registered under the name; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -41,8 +54,12 @@ class RewardResult:
             raise TypeError(f"RewardResult.info must be a dict, got {type(self.info).__name__}")
 
 
-def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
-    """Decorator registering ``fn`` under ``name``; a second, different function is rejected."""
+def register_reward(name: str, *, setup: SetupFn | None = None) -> Callable[[RewardFn], RewardFn]:
+    """Decorator registering ``fn`` under ``name``; a second, different function is rejected.
+
+    ``setup(**params)``, if given, runs once per worker process and parameter set
+    before the first item, outside the per-item timeout (e.g. starting a Lean REPL).
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"reward name must be a non-empty string, got {name!r}")
 
@@ -55,6 +72,8 @@ def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
                 f"{existing.__module__}.{existing.__qualname__}"
             )
         _REGISTRY[name] = fn
+        if setup is not None:
+            _SETUPS[name] = setup
         return fn
 
     return decorator
@@ -65,7 +84,16 @@ def get_reward(name: str) -> RewardFn:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown reward {name!r}; known rewards: {', '.join(list_rewards())}") from None
+        known = ", ".join(list_rewards())
+        raise UnknownRewardError(f"unknown reward {name!r}; known rewards: {known}") from None
+
+
+def get_setup(fn: RewardFn) -> SetupFn | None:
+    """The setup hook registered with reward function ``fn``, if any."""
+    for name, registered in _REGISTRY.items():
+        if _same_function(registered, fn):
+            return _SETUPS.get(name)
+    return None
 
 
 def list_rewards() -> list[str]:
@@ -77,6 +105,7 @@ def unregister_reward(name: str) -> None:
     """Remove ``name`` from the registry (for tests and notebooks re-defining a reward)."""
     get_reward(name)
     del _REGISTRY[name]
+    _SETUPS.pop(name, None)
 
 
 def reward_params(fn: RewardFn) -> dict[str, inspect.Parameter] | None:
@@ -87,15 +116,36 @@ def reward_params(fn: RewardFn) -> dict[str, inspect.Parameter] | None:
     return {p.name: p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def check_params(name: str, params: Mapping[str, Any]) -> None:
-    """Raise ValueError naming the bad key and the accepted ones if ``params`` don't fit ``name``."""
-    accepted = reward_params(get_reward(name))
+def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``params`` against reward ``name``'s keyword parameters; returns the coerced values.
+
+    Raises ValueError naming an unknown key (and the accepted ones), a missing
+    required parameter, or a value that does not fit the parameter's annotation.
+    """
+    fn = get_reward(name)
+    accepted = reward_params(fn)
     if accepted is None:
-        return
+        return dict(params)
     for key in params:
         if key not in accepted:
             known = ", ".join(sorted(accepted)) or "(none)"
             raise ValueError(f"reward {name!r} has no parameter {key!r}; accepted: {known}")
+    for key, param in accepted.items():
+        if param.default is inspect.Parameter.empty and key not in params:
+            raise ValueError(f"reward {name!r} requires parameter {key!r}")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: keys are still checked above
+        hints = {}
+    out = dict(params)
+    for key, value in params.items():
+        if key in hints:
+            try:
+                out[key] = pydantic.TypeAdapter(hints[key]).validate_python(value)
+            except pydantic.ValidationError as e:
+                problem = e.errors()[0]["msg"]
+                raise ValueError(f"reward {name!r} parameter {key!r}={value!r}: {problem}") from None
+    return out
 
 
 def to_result(value: Any) -> RewardResult:
