@@ -12,6 +12,8 @@ a Python tool) under the same isolation. `SandboxClient` talks to a sandbox
 served over HTTP (``rlkit sandbox serve``) and returns the same objects.
 """
 
+from rlkit.sandbox.client import SandboxClient, SandboxServiceError
+from rlkit.sandbox.isolated_process import IsolatedProcess
 from rlkit.sandbox.isolation import NO_ISOLATION_WARNING, SandboxUnavailableError
 from rlkit.sandbox.jobs import RunJob, TestJob
 from rlkit.sandbox.limits import COMPILE_LIMITS, Limits
@@ -22,9 +24,12 @@ __all__ = [
     "COMPILE_LIMITS",
     "NO_ISOLATION_WARNING",
     "ExecResult",
+    "IsolatedProcess",
     "Limits",
     "RunJob",
     "Sandbox",
+    "SandboxClient",
+    "SandboxServiceError",
     "SandboxUnavailableError",
     "TestJob",
     "TestReport",

@@ -88,13 +88,18 @@ class Prepared:
     cleanup_fds: list[int]
     host_work_dir: Path | None = None
 
-    def close(self) -> None:
+    def close_fds(self) -> None:
+        """Close the descriptors only the starting process needed."""
         for fd in self.cleanup_fds:
             try:
                 os.close(fd)
             except OSError:
                 pass
         self.cleanup_fds = []
+
+    def close(self) -> None:
+        """Close the descriptors and delete the host work dir (no-isolation mode)."""
+        self.close_fds()
         if self.host_work_dir is not None:
             shutil.rmtree(self.host_work_dir, ignore_errors=True)
             self.host_work_dir = None
@@ -167,7 +172,7 @@ class Isolation:
         args += _limits_prefix(spec.limits)
         uid = None
         if self.privileged:
-            uid = spec.uid if spec.uid is not None else _random_uid()
+            uid = spec.uid if spec.uid is not None else random_uid()
             args += [
                 self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
@@ -250,6 +255,6 @@ def memfd(content: bytes) -> int:
     return fd
 
 
-def _random_uid() -> int:
+def random_uid() -> int:
     """A fresh uid per run: RLIMIT_NPROC counts per uid, so concurrent runs never share a count."""
     return _UID_RANGE[0] + secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0])

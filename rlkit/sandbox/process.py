@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 
 from rlkit.sandbox.cgroups import Cgroups, RunCgroup
-from rlkit.sandbox.isolation import Isolation, RunSpec
+from rlkit.sandbox.isolation import Isolation, Prepared, RunSpec
 from rlkit.sandbox.limits import Limits
 
 # On the host: join the run's cgroup(s), then exec the sandbox.
@@ -78,7 +78,6 @@ def execute(
     stdout byte cap (default: ``limits.output_kb``).
     """
     limits = spec.limits
-    group = _create_group(cgroups, spec)
     chan_r = chan_w = -1
     if channel_cap is not None:
         chan_r, chan_w = os.pipe()
@@ -87,47 +86,28 @@ def execute(
             pass_fds=[*spec.pass_fds, chan_w],
             argv=[str(chan_w) if a == CHANNEL_FD else a for a in spec.argv],
         )
-    prepared = isolation.prepare(spec)
-    argv = prepared.argv
-    if group is not None:
-        argv = ["/bin/sh", "-c", _JOIN_SCRIPT, "rlkit-join", *group.procs_files, "--", *argv]
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=prepared.pass_fds,
-            env={},
-            cwd=prepared.cwd,
-            start_new_session=True,
-            close_fds=True,
-        )
+        spawned = spawn(isolation=isolation, cgroups=cgroups, spec=spec)
     except OSError as e:
-        prepared.close()
-        for fd in (chan_r, chan_w):
-            if fd >= 0:
-                os.close(fd)
-        if group is not None:
-            group.remove()
+        if chan_r >= 0:
+            os.close(chan_r)
         return _failed_start(f"could not start the sandbox: {e}", time.monotonic() - start)
     finally:
         if chan_w >= 0:
             os.close(chan_w)
-    prepared.close()
+    proc, group = spawned.proc, spawned.group
     try:
         caps = (stdout_cap or limits.output_kb * 1024, limits.output_kb * 1024, channel_cap or 0)
         streams, timed_out = _pump(proc, stdin, chan_r, limits, caps, start, group)
     finally:
-        _kill_tree(proc, group)  # before reaping: an unreaped pid cannot be reused by another process
+        spawned.kill()  # before reaping: an unreaped pid cannot be reused by another process
         returncode, cpu_s, maxrss = _reap(proc)
         wall_s = time.monotonic() - start
         peak = group.peak_memory_bytes() if group is not None else maxrss
         ooms = group.oom_kills() if group is not None else 0
         cpu_s = group.cpu_seconds() if group is not None else cpu_s
-        if group is not None:
-            group.remove()
+        spawned.release()
         if chan_r >= 0:
             os.close(chan_r)
     out, err, chan = streams
@@ -149,6 +129,56 @@ def execute(
         peak_memory_bytes=peak,
         oom_kills=ooms,
     )
+
+
+@dataclass
+class Spawned:
+    """A started sandbox: its host process, its cgroup and its host-side resources."""
+
+    proc: subprocess.Popen
+    group: RunCgroup | None
+    prepared: Prepared
+
+    def kill(self) -> None:
+        """SIGKILL the whole tree (call before reaping the process)."""
+        kill_tree(self.proc, self.group)
+
+    def release(self) -> None:
+        """After the process is reaped: remove the cgroup and any host work dir."""
+        if self.group is not None:
+            self.group.remove()
+        self.prepared.close()
+
+
+def spawn(*, isolation: Isolation, cgroups: Cgroups, spec: RunSpec, stderr: int = subprocess.PIPE) -> Spawned:
+    """Start ``spec``'s sandbox (pipes for stdin/stdout) inside a fresh cgroup.
+
+    Raises OSError when it cannot start (nothing is left behind then).
+    """
+    group = _create_group(cgroups, spec)
+    prepared = isolation.prepare(spec)
+    argv = prepared.argv
+    if group is not None:
+        argv = ["/bin/sh", "-c", _JOIN_SCRIPT, "rlkit-join", *group.procs_files, "--", *argv]
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            pass_fds=prepared.pass_fds,
+            env={},
+            cwd=prepared.cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except BaseException:
+        prepared.close()
+        if group is not None:
+            group.remove()
+        raise
+    prepared.close_fds()
+    return Spawned(proc=proc, group=group, prepared=prepared)
 
 
 def _create_group(cgroups: Cgroups, spec: RunSpec) -> RunCgroup | None:
@@ -223,7 +253,7 @@ def _pump(
                     stream = readers[fd]
                     stream.add(chunk)
                     if stream.exceeded:
-                        _kill_tree(proc, group)
+                        kill_tree(proc, group)
                         return (out, err, chan), False
     finally:
         sel.close()
@@ -234,7 +264,7 @@ def _pump(
             except BrokenPipeError:
                 pass
     if timed_out:
-        _kill_tree(proc, group)
+        kill_tree(proc, group)
     return (out, err, chan), timed_out
 
 
@@ -250,7 +280,7 @@ def _reap(proc: subprocess.Popen) -> tuple[int | None, float, int]:
     return proc.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
-def _kill_tree(proc: subprocess.Popen, group: RunCgroup | None) -> None:
+def kill_tree(proc: subprocess.Popen, group: RunCgroup | None) -> None:
     """SIGKILL the sandbox's process group (its PID namespace dies with it) and the cgroup."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
