@@ -25,7 +25,7 @@ from rlkit.rewards.samples import RewardInputError
 from rlkit.rewards.scorer import RewardScorer, ScoredBatch, build_reward
 from rlkit.rewards.scoring import score_batch, shared_pool
 
-_BUILTINS = ("math", "format", "arithmetic", "code")
+_BUILTINS = ("math", "format", "arithmetic", "lean", "code")
 for _name in _BUILTINS:
     try:
         importlib.import_module(f"rlkit.rewards.{_name}")

@@ -81,8 +81,11 @@ class RewardConfig(BaseModel):
         from rlkit.rewards.registry import check_params, get_reward, reward_params
 
         if self.module is not None:
-            self._module_source = resolve_module(self.module)
-            load_module(self._module_source)
+            try:
+                self._module_source = resolve_module(self.module)
+                load_module(self._module_source)
+            except Exception as e:  # a missing file, an import error, or the module's own failure
+                raise ValueError(f"cannot load reward module {self.module!r}: {type(e).__name__}: {e}") from e
         if self.name is not None:
             get_reward(self.name)
             self.params = check_params(self.name, self.params)

@@ -201,13 +201,12 @@ class _Batch:
             while w.ready and w.job is None and self.pending:
                 i = self.pending.popleft()
                 try:
-                    message = self._message(i)
+                    payload, setup_key = self._message(i)
                 except Exception as e:  # unpicklable sample, params or reward function
                     self.results[i] = self._failure("error", f"cannot send item to a worker: {_describe(e)}")
                     continue
-                setup_key = message[-1]
                 try:
-                    w.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+                    w.conn.send_bytes(payload)
                 except OSError:  # the worker died while idle; retry the item on another one
                     self.pending.appendleft(i)
                     self.pool._replace(w)
@@ -216,7 +215,7 @@ class _Batch:
                 slow_start = setup_key is not None and setup_key not in w.setups
                 w.deadline = time.monotonic() + (self.pool.setup_timeout_s if slow_start else self.timeout_s)
 
-    def _message(self, i: int) -> tuple:
+    def _message(self, i: int) -> tuple[bytes, bytes]:
         job = self.jobs[i]
         if isinstance(job.reward, str):
             reward_blob = job.reward.encode()
@@ -225,7 +224,8 @@ class _Batch:
             reward_blob = pickle.dumps(job.reward)
             setup_key = b"fn:" + reward_blob
         setup_key += pickle.dumps(sorted(job.params.items(), key=lambda kv: kv[0]))
-        return (i, reward_blob, isinstance(job.reward, str), job.params, job.completion, job.sample, setup_key)
+        message = (i, reward_blob, isinstance(job.reward, str), job.params, job.completion, job.sample, setup_key)
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), setup_key
 
     def _wait(self) -> None:
         workers = self.pool._workers

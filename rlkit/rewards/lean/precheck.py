@@ -1,0 +1,147 @@
+"""Refuse proof text that could fake a proof, before Lean runs; assemble what is sent.
+
+The proof is appended to a fixed statement, so any command in it (a new
+declaration, ``#exit``, a macro redefining ``#print``) runs after the theorem and
+can only serve to hide or forge the verdict. The scan is lexical and strict.
+Comments (``--``, nested ``/- -/``) are skipped only when the proof has no string
+literal or ``«»`` identifier, the two places where Lean and a simple comment
+stripper could disagree about what is code; otherwise everything is scanned.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ID = r"[\w'!?]"  # characters that continue a Lean identifier
+_ALLOWED_OPTIONS = frozenset(
+    {"maxHeartbeats", "maxRecDepth", "synthInstance.maxHeartbeats", "synthInstance.maxSize"}
+)
+
+
+def _words(*words: str) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![\w'!?.])(?:{alternatives})(?!{_ID})")
+
+
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (_words("sorry", "admit", "sorryAx"), "contains sorry/admit"),
+    (_words("import"), "imports are fixed by the header"),
+    (_words("axiom", "axioms"), "declares an axiom"),
+    (re.compile(r"#[A-Za-z_]\w*"), "runs a `#` command (#eval, #exit, #print, ...)"),
+    (_words("implemented_by", "extern", "csimp"), "overrides compiled code (@[implemented_by]/@[extern]/@[csimp])"),
+    (_words("native_decide", "ofReduceBool", "trustCompiler"), "trusts the compiler (native_decide)"),
+    (_words("unsafe", "unsafeCast", "unsafeIO", "unsafeBaseIO"), "uses unsafe code"),
+    (_words("skipKernelTC", "debug"), "touches debug options (debug.skipKernelTC)"),
+    (
+        _words(
+            "macro", "macro_rules", "syntax", "notation", "infix", "infixl", "infixr", "prefix", "postfix",
+            "elab", "elab_rules", "declare_syntax_cat", "binder_predicate", "simproc", "dsimproc",
+        ),
+        "redefines syntax, notation or tactics",
+    ),
+    (_words("run_cmd", "run_tac", "run_elab", "run_meta", "by_elab", "initialize", "builtin_initialize"),
+     "runs metaprograms or IO"),
+    (_words("IO", "System", "EIO", "BaseIO"), "uses IO"),
+    (
+        _words(
+            "theorem", "lemma", "def", "instance", "example", "abbrev", "opaque", "structure", "inductive",
+            "class", "namespace", "section", "end", "mutual", "universe", "variable", "attribute", "export",
+        ),
+        "starts a new declaration or scope (the theorem statement is fixed)",
+    ),
+)  # fmt: skip
+
+_SET_OPTION = re.compile(r"(?<![\w'!?.])set_option\s+([^\s]+)")
+
+
+def precheck(proof: str, *, max_chars: int = 100_000) -> str | None:
+    """None when ``proof`` may be sent to Lean, else why it is refused."""
+    if not isinstance(proof, str):
+        return f"proof must be a str, got {type(proof).__name__}"
+    if not proof.strip():
+        return "empty proof"
+    if len(proof) > max_chars:
+        return f"proof is {len(proof)} characters (limit {max_chars})"
+    if "\x00" in proof:
+        return "proof contains a NUL character"
+    code = without_comments(proof)
+    for option in _SET_OPTION.findall(code):
+        if option not in _ALLOWED_OPTIONS:
+            return f"sets option {option!r} (allowed: {', '.join(sorted(_ALLOWED_OPTIONS))})"
+    for pattern, reason in _RULES:
+        match = pattern.search(code)
+        if match:
+            return f"{reason}: {match.group(0)!r}"
+    return None
+
+
+def without_comments(proof: str) -> str:
+    """``proof`` with Lean comments removed, or unchanged if it has ``"`` or ``«`` (see module doc)."""
+    if '"' in proof or "«" in proof:
+        return proof
+    out: list[str] = []
+    i, n = 0, len(proof)
+    while i < n:
+        if proof.startswith("--", i):
+            end = proof.find("\n", i)
+            i = n if end < 0 else end
+        elif proof.startswith("/-", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if proof.startswith("/-", i):
+                    depth, i = depth + 1, i + 2
+                elif proof.startswith("-/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            out.append(" ")
+        else:
+            out.append(proof[i])
+            i += 1
+    return "".join(out)
+
+
+_THEOREM_NAME = re.compile(
+    r"^\s*(?:@\[[^\]]*\]\s*)*(?:(?:private|protected|noncomputable|nonrec)\s+)*(?:theorem|lemma)\s+([^\s:({\[⦃]+)",
+    re.MULTILINE,
+)
+
+
+def theorem_name_of(statement: str) -> str | None:
+    """The name declared by ``theorem``/``lemma`` in ``statement``, or None."""
+    match = _THEOREM_NAME.search(statement)
+    return match.group(1) if match else None
+
+
+def strip_trailing_sorry(statement: str) -> str:
+    """``theorem t : P := by sorry`` -> ``theorem t : P := by`` (datasets ship statements that way)."""
+    return re.sub(r"\s*\bsorry\s*$", "", statement)
+
+
+def build_command(statement: str, proof: str, *, theorem_name: str) -> str:
+    """The Lean source sent after the header: statement, proof, then ``#print axioms``.
+
+    A tactic proof written at column 0 after a statement ending in ``by`` is
+    indented by two spaces (Lean >= v4.28 rejects column-0 tactic blocks).
+    """
+    statement = statement.rstrip()
+    body = proof.strip("\n")
+    lines = body.split("\n")
+    if statement.endswith("by") and min((len(x) - len(x.lstrip()) for x in lines if x.strip()), default=1) == 0:
+        body = "\n".join(f"  {x}" if x.strip() else x for x in lines)
+    return f"{statement}\n{body}\n\n#print axioms {theorem_name}"
+
+
+def extract_proof(completion: str, *, statement: str) -> str:
+    """The proof in a model's completion: the last ```lean block (else all of it), after the
+    statement when the model repeated it."""
+    blocks = re.findall(r"```(?:lean4?|Lean4?)?[ \t]*\n(.*?)```", completion, re.DOTALL)
+    text = blocks[-1] if blocks else completion
+    tokens = strip_trailing_sorry(statement).split()
+    if tokens:
+        repeated = None
+        for repeated in re.finditer(r"\s+".join(re.escape(t) for t in tokens), text):
+            pass
+        if repeated is not None:
+            text = text[repeated.end() :]
+    return text

@@ -1,0 +1,95 @@
+"""The `lean` reward: 1.0 when Lean accepts the completion's proof of ``sample["statement"]``.
+
+Each reward worker process keeps one :class:`LeanChecker` per parameter set,
+started by the setup hook (outside the per-item timeout, since loading Mathlib
+takes a while), so the header environment is reused across items and batches.
+Proof timeouts and REPL crashes are reported as failures (counted in the
+``reward/lean/timeouts`` and ``errors`` metrics); refusals, Lean errors, sorry and
+axiom violations are ordinary 0.0 scores with the reason in ``info``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal
+
+from rlkit.rewards.lean.checker import LeanChecker
+from rlkit.rewards.lean.precheck import extract_proof
+from rlkit.rewards.pool import FAILURE_KEY
+from rlkit.rewards.registry import RewardResult, register_reward
+from rlkit.rewards.samples import require_str
+
+_CHECKERS: dict[tuple, LeanChecker] = {}
+_CHECKERS_LOCK = threading.Lock()
+
+
+def _checker(
+    *,
+    repl_cmd: list[str],
+    cwd: str | None,
+    header: str,
+    timeout_s: float,
+    memory_mb: int | None,
+    launcher: Literal["local", "sandbox"],
+    max_uses: int,
+) -> LeanChecker:
+    key = (tuple(repl_cmd), cwd, header, timeout_s, memory_mb, launcher, max_uses)
+    with _CHECKERS_LOCK:
+        checker = _CHECKERS.get(key)
+        if checker is None:
+            checker = _CHECKERS[key] = LeanChecker(
+                repl_cmd=repl_cmd, cwd=cwd, header=header, timeout_s=timeout_s, workers=1,
+                memory_mb=memory_mb, launcher=launcher, max_uses=max_uses,
+            )  # fmt: skip
+        return checker
+
+
+def _setup(
+    *,
+    repl_cmd: list[str],
+    cwd: str | None = None,
+    header: str = "",
+    timeout_s: float = 60.0,
+    memory_mb: int | None = None,
+    launcher: Literal["local", "sandbox"] = "local",
+    max_uses: int = 200,
+    statement_key: str = "statement",
+    theorem_name_key: str = "theorem_name",
+) -> None:
+    _checker(
+        repl_cmd=repl_cmd, cwd=cwd, header=header, timeout_s=timeout_s, memory_mb=memory_mb,
+        launcher=launcher, max_uses=max_uses,
+    ).start()  # fmt: skip
+
+
+@register_reward("lean", setup=_setup)
+def lean_reward(
+    completion: str,
+    sample: dict,
+    *,
+    repl_cmd: list[str],
+    cwd: str | None = None,
+    header: str = "",
+    timeout_s: float = 60.0,
+    memory_mb: int | None = None,
+    launcher: Literal["local", "sandbox"] = "local",
+    max_uses: int = 200,
+    statement_key: str = "statement",
+    theorem_name_key: str = "theorem_name",
+) -> RewardResult:
+    """Check the proof in ``completion`` (last ```lean block; a repeated statement is cut off)."""
+    statement = require_str(sample, statement_key)
+    name = sample.get(theorem_name_key)
+    checker = _checker(
+        repl_cmd=repl_cmd, cwd=cwd, header=header, timeout_s=timeout_s, memory_mb=memory_mb,
+        launcher=launcher, max_uses=max_uses,
+    )  # fmt: skip
+    verdict = checker.check(
+        extract_proof(completion, statement=statement),
+        statement=statement,
+        theorem_name=name if isinstance(name, str) and name else None,
+    )
+    info = {"status": verdict.status, "reason": verdict.reason, "feedback": verdict.feedback}
+    if verdict.status in ("timeout", "crash", "memory", "unavailable"):
+        return RewardResult(score=0.0, error=verdict.reason, info={**info, FAILURE_KEY: verdict.status})
+    return RewardResult(score=float(verdict.ok), info=info)
