@@ -26,10 +26,17 @@ Two processes, so the program can never decide a verdict:
 """
 
 import builtins
-import json
 import os
 import sys
 import time
+
+try:  # the json module's C core, without the cost of importing json (and re) at every start
+    from _json import encode_basestring_ascii as _quote
+    from _json import make_scanner as _make_scanner
+except ImportError:  # pragma: no cover - interpreters without the accelerator
+    from json.decoder import py_scanstring as _unused  # noqa: F401
+    from json.encoder import py_encode_basestring_ascii as _quote
+    from json.scanner import py_make_scanner as _make_scanner
 
 _MAX_MESSAGE = 64 << 20
 _MAX_DEPTH = 200
@@ -48,6 +55,66 @@ class ProgramDied(BaseException):
 
 class ProgramError(Exception):
     """The program raised an exception that is not a builtin one."""
+
+
+# ---------------------------------------------------------------- JSON text
+
+
+class _ScanContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo = {}
+
+    @staticmethod
+    def parse_constant(name):
+        return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
+
+
+_scan = _make_scanner(_ScanContext())
+_INF = float("inf")
+
+
+def loads(text):
+    """Parse one JSON document from text or UTF-8 bytes (ValueError on anything else)."""
+    if type(text) is bytes:
+        text = text.decode("utf-8")
+    text = text.strip()
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, RecursionError) as e:
+        raise ValueError("invalid JSON") from e
+    finally:
+        _ScanContext.memo.clear()
+    if end != len(text):
+        raise ValueError("trailing data after JSON")
+    return value
+
+
+def dumps(obj):
+    """JSON text of a value built from None, bool, int, float, str, list and str-keyed dict."""
+    t = type(obj)
+    if obj is None:
+        return "null"
+    if t is bool:
+        return "true" if obj else "false"
+    if t is int:
+        return int.__repr__(obj)
+    if t is float:
+        if obj != obj:
+            return "NaN"
+        if obj == _INF or obj == -_INF:
+            return "Infinity" if obj > 0 else "-Infinity"
+        return float.__repr__(obj)
+    if t is str:
+        return _quote(obj)
+    if t is list:
+        return "[" + ",".join([dumps(v) for v in obj]) + "]"
+    if t is dict:
+        return "{" + ",".join([_quote(k) + ":" + dumps(v) for k, v in obj.items()]) + "}"
+    raise TypeError("cannot serialize %s" % t.__name__)
 
 
 # ---------------------------------------------------------------- value encoding
@@ -139,9 +206,10 @@ def _program_side(code_fd, req_r, rep_w):
         return out
 
     def send(message):
-        replies.write(json.dumps(message).encode() + b"\n")
+        replies.write(dumps(message).encode() + b"\n")
         replies.flush()
 
+    _site_paths()
     namespace = {"__name__": "solution", "__builtins__": builtins}
     try:
         exec(compile(code, "<solution>", "exec"), namespace)
@@ -159,7 +227,7 @@ def _program_side(code_fd, req_r, rep_w):
     send({"loaded": names})
     for line in requests:
         try:
-            request = json.loads(line)
+            request = loads(line)
             send(_serve(request, objects, handle))
         except BaseException as e:  # noqa: B036
             try:
@@ -167,6 +235,21 @@ def _program_side(code_fd, req_r, rep_w):
             except BaseException:  # noqa: B036
                 os._exit(1)
     os._exit(0)
+
+
+def _site_paths():
+    """What ``site`` gives a program (site-packages on sys.path, ``exit``/``quit``), minus .pth files.
+
+    The harness runs with ``-S`` so the evaluator starts fast and never imports third-party code.
+    """
+    if "site" in sys.modules and sys.flags.no_site == 0:
+        return
+    import site
+
+    for path in site.getsitepackages():
+        if path not in sys.path and os.path.isdir(path):
+            sys.path.append(path)
+    site.setquit()
 
 
 def _serve(request, objects, handle):
@@ -223,14 +306,14 @@ class _Connection:
         if not line.endswith(b"\n"):
             raise ProgramDied("the program process exited" if not line else "oversized reply from the program")
         try:
-            return json.loads(line)
+            return loads(line)
         except ValueError:
             raise ProgramDied("unreadable reply from the program") from None
 
     def request(self, op, key, **fields):
         message = dict(fields, op=op, h=key)
         try:
-            self.requests.write(json.dumps(message).encode() + b"\n")
+            self.requests.write(dumps(message).encode() + b"\n")
             self.requests.flush()
         except OSError:
             raise ProgramDied("the program process exited") from None
@@ -352,13 +435,13 @@ def _copy_back(original, new):
 
 def _evaluator_side(tests_fd, chan_fd, req_w, rep_r):
     with os.fdopen(tests_fd, "rb") as f:
-        job = json.loads(f.read())
+        job = loads(f.read())
     nonce = job["nonce"]
     channel = os.fdopen(chan_fd, "wb")
 
     def report(event, **fields):
         fields.update(event=event, nonce=nonce)
-        channel.write(json.dumps(fields).encode() + b"\n")
+        channel.write(dumps(fields).encode() + b"\n")
         channel.flush()
 
     report("ready")
@@ -437,13 +520,17 @@ def main(argv):
             os._exit(1)
     for fd in (code_fd, req_r, rep_w):
         os.close(fd)
+    status = 1
     try:
         _evaluator_side(tests_fd, chan_fd, req_w, rep_r)
+        status = 0
     finally:
         try:
             os.kill(child, 9)
         except OSError:
             pass
+        sys.stderr.flush()
+        os._exit(status)  # skip interpreter teardown
 
 
 if __name__ == "__main__":

@@ -78,9 +78,13 @@ class PythonRuntime:
         )
 
     def harness_spec(self, *, limits: Limits, code_fd: int, tests_fd: int, channel: str) -> RunSpec:
-        """Run the assert-mode harness (`rlkit.sandbox._harness`) on inherited descriptors."""
+        """Run the assert-mode harness (`rlkit.sandbox._harness`) on inherited descriptors.
+
+        Always ``-I -S``: the trusted evaluator never loads site-packages; the
+        program process adds them to ``sys.path`` itself (without .pth files).
+        """
         return RunSpec(
-            argv=[self.executable, *self.flags, HARNESS_PATH, str(code_fd), str(tests_fd), channel],
+            argv=[self.executable, "-I", "-S", HARNESS_PATH, str(code_fd), str(tests_fd), channel],
             limits=limits,
             ro_binds=[*self.binds, (HARNESS_HOST_PATH, HARNESS_PATH)],
             pass_fds=[code_fd, tests_fd],

