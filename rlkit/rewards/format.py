@@ -18,7 +18,7 @@ _TAG_NAME = re.compile(r"[A-Za-z][\w-]*")
 
 def check_structure(completion: str, *, tags: tuple[str, ...], strict: bool) -> str | None:
     """None when ``completion`` has the required structure, else what is wrong."""
-    position = 0
+    position, previous = 0, "the start"
     outside: list[str] = []
     for tag in tags:
         opening, closing = f"<{tag}>", f"</{tag}>"
@@ -29,11 +29,11 @@ def check_structure(completion: str, *, tags: tuple[str, ...], strict: bool) -> 
         start = completion.find(opening)
         end = completion.find(closing)
         if start < position:
-            return f"{opening} comes before the previous tag closes"
+            return f"{opening} must come after {previous}"
         if end < start:
             return f"{closing} comes before {opening}"
         outside.append(completion[position:start])
-        position = end + len(closing)
+        position, previous = end + len(closing), closing
     outside.append(completion[position:])
     if strict and any(part.strip() for part in outside):
         return "text outside the required tags"

@@ -9,6 +9,7 @@ the file being there.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ def resolve_module(spec: str) -> ModuleSource:
         name = path.stem
         if not name.isidentifier():
             raise ValueError(f"reward module file name {path.name!r} is not a valid module name")
-        return ModuleSource(name=name, source=path.read_text(encoding="utf-8"), origin=str(path.resolve()))
+        origin = os.path.realpath(path)
+        return ModuleSource(name=name, source=path.read_text(encoding="utf-8"), origin=origin)
     return ModuleSource(name=spec)
 
 
@@ -45,7 +47,9 @@ def load_module(module: ModuleSource) -> types.ModuleType:
         return importlib.import_module(module.name)
     existing = sys.modules.get(module.name)
     if existing is not None:
-        if getattr(existing, "__rlkit_origin__", None) != module.origin:
+        existing_file = getattr(existing, "__file__", None)
+        same_file = existing_file is not None and os.path.realpath(existing_file) == module.origin
+        if not same_file and getattr(existing, "__rlkit_origin__", None) != module.origin:
             raise ValueError(
                 f"reward module {module.origin!r} is named {module.name!r}, which is already "
                 f"imported from {getattr(existing, '__file__', None)!r}; rename the file"

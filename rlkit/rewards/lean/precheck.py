@@ -18,20 +18,25 @@ _ALLOWED_OPTIONS = frozenset(
 )
 
 
-def _words(*words: str) -> re.Pattern[str]:
+def _words(*words: str, after_dot: bool = False) -> re.Pattern[str]:
+    """Whole-token matches of ``words``; a keyword right after ``.`` is part of a name
+    (``Foo.def``), while a dangerous identifier is caught qualified too (``Lean.ofReduceBool``)."""
     alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<![\w'!?.])(?:{alternatives})(?!{_ID})")
+    before = r"[\w'!?]" if after_dot else r"[\w'!?.]"
+    return re.compile(rf"(?<!{before})(?:{alternatives})(?!{_ID})")
 
 
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (_words("sorry", "admit", "sorryAx"), "contains sorry/admit"),
+    (_words("sorry", "admit"), "contains sorry/admit"),
+    (_words("sorryAx", after_dot=True), "contains sorry/admit"),
+    (re.compile(r"#[A-Za-z_]\w*"), "runs a `#` command (#eval, #exit, #print, ...)"),
     (_words("import"), "imports are fixed by the header"),
     (_words("axiom", "axioms"), "declares an axiom"),
-    (re.compile(r"#[A-Za-z_]\w*"), "runs a `#` command (#eval, #exit, #print, ...)"),
     (_words("implemented_by", "extern", "csimp"), "overrides compiled code (@[implemented_by]/@[extern]/@[csimp])"),
-    (_words("native_decide", "ofReduceBool", "trustCompiler"), "trusts the compiler (native_decide)"),
-    (_words("unsafe", "unsafeCast", "unsafeIO", "unsafeBaseIO"), "uses unsafe code"),
-    (_words("skipKernelTC", "debug"), "touches debug options (debug.skipKernelTC)"),
+    (_words("native_decide", "ofReduceBool", "trustCompiler", after_dot=True), "trusts the compiler (native_decide)"),
+    (_words("unsafe"), "uses unsafe code"),
+    (_words("unsafeCast", "unsafeIO", "unsafeBaseIO", after_dot=True), "uses unsafe code"),
+    (_words("skipKernelTC", "debug", after_dot=True), "touches debug options (debug.skipKernelTC)"),
     (
         _words(
             "macro", "macro_rules", "syntax", "notation", "infix", "infixl", "infixr", "prefix", "postfix",
@@ -41,7 +46,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (_words("run_cmd", "run_tac", "run_elab", "run_meta", "by_elab", "initialize", "builtin_initialize"),
      "runs metaprograms or IO"),
-    (_words("IO", "System", "EIO", "BaseIO"), "uses IO"),
+    (_words("IO", "System", "EIO", "BaseIO", after_dot=True), "uses IO"),
     (
         _words(
             "theorem", "lemma", "def", "instance", "example", "abbrev", "opaque", "structure", "inductive",
