@@ -4,10 +4,14 @@
 
 Two processes, so the program can never decide a verdict:
 
-- The *evaluator* (this process) makes itself non-dumpable (no other process
-  of its uid can read or write its memory or descriptors through /proc; the
-  seccomp filter already blocks ptrace), then forks the *program* process
-  before it reads the tests, so the program's memory never holds them.
+- The *evaluator* (this process) is out of the program's reach: on root
+  hosts the sandbox starts it with an effective gid that differs from its
+  real gid, which makes the kernel mark it non-dumpable, and the program
+  process drops to the real gid, so it can neither ptrace the evaluator (the
+  seccomp filter blocks ptrace anyway) nor open its /proc files (memory,
+  descriptors). Elsewhere the evaluator calls prctl(PR_SET_DUMPABLE, 0).
+  It forks the *program* process before it reads the tests, so the
+  program's memory never holds them.
 - The program process closes the tests and result descriptors, runs the
   untrusted code, and then only answers requests: call this function, get
   that attribute, iterate this object.
@@ -497,7 +501,11 @@ def _failure(e, source):
     return _short("%s%s%s" % (type(e).__name__, ": " + text if text else "", where))
 
 
-def _make_undumpable():
+def _protect_evaluator():
+    """Keep the program process out of this one's memory and descriptors (see the module doc)."""
+    real, effective, _ = os.getresgid()
+    if real != effective:  # started non-dumpable, with a gid the program process will give up
+        return
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -507,7 +515,7 @@ def _make_undumpable():
 
 def main(argv):
     code_fd, tests_fd, chan_fd = (int(a) for a in argv[1:4])
-    _make_undumpable()
+    _protect_evaluator()
     req_r, req_w = os.pipe()
     rep_r, rep_w = os.pipe()
     child = os.fork()
@@ -515,6 +523,8 @@ def main(argv):
         try:
             for fd in (tests_fd, chan_fd, req_w, rep_r):
                 os.close(fd)
+            real_gid = os.getresgid()[0]
+            os.setresgid(real_gid, real_gid, real_gid)
             _program_side(code_fd, req_r, rep_w)
         finally:
             os._exit(1)
@@ -529,7 +539,11 @@ def main(argv):
             os.kill(child, 9)
         except OSError:
             pass
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
         os._exit(status)  # skip interpreter teardown
 
 

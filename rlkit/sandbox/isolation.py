@@ -75,6 +75,10 @@ class RunSpec:
     cwd: str = WORK_DIR
     network: bool = False
     uid: int | None = None  # the unprivileged uid (root hosts); random when None
+    # Root hosts: start with a second, effective-only gid. The kernel makes such a process
+    # non-dumpable, and a child that drops to the real gid can no longer ptrace it or open
+    # its /proc files (the assert harness's evaluator relies on this).
+    split_gid: bool = False
 
 
 @dataclass
@@ -173,8 +177,9 @@ class Isolation:
         uid = None
         if self.privileged:
             uid = spec.uid if spec.uid is not None else random_uid()
+            gids = [f"--rgid={uid}", f"--egid={random_uid()}"] if spec.split_gid else [f"--regid={uid}"]
             args += [
-                self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                self.setpriv, f"--reuid={uid}", *gids, "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
                 "--securebits=+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked,+keep_caps_locked",
                 "--",

@@ -88,6 +88,7 @@ class PythonRuntime:
             limits=limits,
             ro_binds=[*self.binds, (HARNESS_HOST_PATH, HARNESS_PATH)],
             pass_fds=[code_fd, tests_fd],
+            split_gid=True,
         )
 
 

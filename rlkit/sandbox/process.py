@@ -147,6 +147,7 @@ class Spawned:
         """After the process is reaped: remove the cgroup and any host work dir."""
         if self.group is not None:
             self.group.remove()
+            self.group = None
         self.prepared.close()
 
 
