@@ -82,10 +82,14 @@ def math_reward(
     extract: Extract = "auto",
     answer_key: str = "answer",
     tail_chars: int = 4000,
+    max_answer_chars: int = 1000,
     float_rounding: int = 6,
 ) -> RewardResult:
     """1.0 when the extracted answer is equivalent to ``sample[answer_key]``, else 0.0."""
-    gold = parse_gold(require_str(sample, answer_key))
+    answer = require_str(sample, answer_key)
+    if len(answer) > max_answer_chars:
+        raise RewardInputError(f"reference answer is {len(answer)} characters (limit {max_answer_chars})")
+    gold = parse_gold(answer)
     predicted, _ = extract_answer(completion, extract=extract, tail_chars=tail_chars)
     info: dict[str, Any] = {"extracted": _shown(predicted)}
     if not predicted:

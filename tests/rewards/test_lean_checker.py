@@ -136,6 +136,8 @@ def test_refused_proof_never_reaches_lean(checker_for):
     assert not log.exists()  # no REPL was even started
     unnamed = checker.check("rfl", statement="example : 1 = 1 := by")
     assert unnamed.reason == "the statement declares no theorem name to check with #print axioms"
+    huge = checker.check("rfl", statement="theorem t : True := by" + " " * 20_000)
+    assert huge.reason == "the statement is 20022 characters (limit 20000)"
 
 
 def test_hung_repl_times_out_and_is_replaced(checker_for, lean_fixtures):

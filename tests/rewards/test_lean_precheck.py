@@ -42,6 +42,7 @@ from rlkit.rewards.lean.precheck import strip_trailing_sorry, without_comments
         ("", "empty proof"),
         ("  \n ", "empty proof"),
         ("rfl\x00", "proof contains a NUL character"),
+        ("rfl\udc80", "proof is not valid Unicode text (lone surrogates)"),
         ("simp " * 30_000, "proof is 150000 characters (limit 100000)"),
     ],
 )  # fmt: skip

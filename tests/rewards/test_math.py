@@ -87,6 +87,7 @@ def test_only_the_tail_is_searched():
         ({"answer": "  "}, "sample['answer'] is empty"),
         ({"answer": [1, 2]}, "sample['answer'] must be a string, got list"),
         ({"answer": "$$"}, "reference answer '$$' could not be parsed"),
+        ({"answer": "1" * 1001}, "reference answer is 1001 characters (limit 1000)"),
     ],
 )
 def test_bad_samples_raise_input_errors(sample, message):

@@ -57,7 +57,8 @@ def test_check_params_names_bad_key_and_accepted_ones():
     with pytest.raises(ValueError) as e:
         check_params("math", {"extrct": "boxed"})
     assert str(e.value) == (
-        "reward 'math' has no parameter 'extrct'; accepted: answer_key, extract, float_rounding, tail_chars"
+        "reward 'math' has no parameter 'extrct'; accepted: answer_key, extract, float_rounding, max_answer_chars, "
+        "tail_chars"
     )
 
 

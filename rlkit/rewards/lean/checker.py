@@ -27,6 +27,9 @@ from rlkit.rewards.lean.repl import LeanStartError, ReplSession
 from rlkit.rewards.lean.verdict import Verdict, failure, verdict_from_response
 
 
+MAX_STATEMENT_CHARS = 20_000
+
+
 class LeanChecker:
     """Checks proofs with ``workers`` REPL processes started by ``launcher`` ("local", "sandbox").
 
@@ -82,6 +85,8 @@ class LeanChecker:
 
     def check(self, proof: str, *, statement: str, theorem_name: str | None = None) -> Verdict:
         """The verdict on ``proof`` for ``statement`` (``theorem_name`` defaults to the declared name)."""
+        if len(statement) > MAX_STATEMENT_CHARS:
+            return failure("refused", f"the statement is {len(statement)} characters (limit {MAX_STATEMENT_CHARS})")
         statement = strip_trailing_sorry(statement)
         name = theorem_name or theorem_name_of(statement)
         if name is None:
@@ -90,6 +95,10 @@ class LeanChecker:
         if refused is not None:
             return failure("refused", f"proof refused before Lean: {refused}")
         source = build_command(statement, proof, theorem_name=name)
+        try:
+            source.encode("utf-8")
+        except UnicodeEncodeError:
+            return failure("refused", "the statement is not valid Unicode text (lone surrogates)")
         session = self._acquire()
         try:
             reply = session.command(source)

@@ -69,6 +69,10 @@ def precheck(proof: str, *, max_chars: int = 100_000) -> str | None:
         return f"proof is {len(proof)} characters (limit {max_chars})"
     if "\x00" in proof:
         return "proof contains a NUL character"
+    try:
+        proof.encode("utf-8")
+    except UnicodeEncodeError:
+        return "proof is not valid Unicode text (lone surrogates)"
     code = without_comments(proof)
     for option in _SET_OPTION.findall(code):
         if option not in _ALLOWED_OPTIONS:
@@ -139,14 +143,19 @@ def build_command(statement: str, proof: str, *, theorem_name: str) -> str:
 
 def extract_proof(completion: str, *, statement: str) -> str:
     """The proof in a model's completion: the last ```lean block (else all of it), after the
-    statement when the model repeated it."""
+    statement when the model repeated it (compared ignoring whitespace)."""
     blocks = re.findall(r"```(?:lean4?|Lean4?)?[ \t]*\n(.*?)```", completion, re.DOTALL)
     text = blocks[-1] if blocks else completion
-    tokens = strip_trailing_sorry(statement).split()
-    if tokens:
-        repeated = None
-        for repeated in re.finditer(r"\s+".join(re.escape(t) for t in tokens), text):
-            pass
-        if repeated is not None:
-            text = text[repeated.end() :]
-    return text
+    end = _end_of_repeated(text, "".join(strip_trailing_sorry(statement).split()))
+    return text if end is None else text[end:]
+
+
+def _end_of_repeated(text: str, squashed_statement: str) -> int | None:
+    """Index in ``text`` just past its last occurrence of the statement, whitespace ignored (linear time)."""
+    if not squashed_statement:
+        return None
+    positions = [i for i, ch in enumerate(text) if not ch.isspace()]
+    found = "".join(text[i] for i in positions).rfind(squashed_statement)
+    if found < 0:
+        return None
+    return positions[found + len(squashed_statement) - 1] + 1

@@ -13,11 +13,11 @@ from __future__ import annotations
 import threading
 from typing import Literal
 
-from rlkit.rewards.lean.checker import LeanChecker
+from rlkit.rewards.lean.checker import MAX_STATEMENT_CHARS, LeanChecker
 from rlkit.rewards.lean.precheck import extract_proof
 from rlkit.rewards.pool import FAILURE_KEY
 from rlkit.rewards.registry import RewardResult, register_reward
-from rlkit.rewards.samples import require_str
+from rlkit.rewards.samples import RewardInputError, require_str
 
 _CHECKERS: dict[tuple, LeanChecker] = {}
 _CHECKERS_LOCK = threading.Lock()
@@ -79,6 +79,8 @@ def lean_reward(
 ) -> RewardResult:
     """Check the proof in ``completion`` (last ```lean block; a repeated statement is cut off)."""
     statement = require_str(sample, statement_key)
+    if len(statement) > MAX_STATEMENT_CHARS:
+        raise RewardInputError(f"sample[{statement_key!r}] is {len(statement)} characters (limit {MAX_STATEMENT_CHARS})")
     name = sample.get(theorem_name_key)
     checker = _checker(
         repl_cmd=repl_cmd, cwd=cwd, header=header, timeout_s=timeout_s, memory_mb=memory_mb,
