@@ -195,9 +195,25 @@ def _format_errors(err: ValidationError, *, source: str) -> str:
     lines = [f"invalid config {source}:"]
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        got = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
-        lines.append(f"  {where}: {msg}{got}")
+            known = _known_keys(e["loc"][:-1])
+            lines.append(f"  {where}: unknown key" + (f"; valid keys here: {', '.join(known)}" if known else ""))
+        elif e["type"] == "value_error":
+            lines.append(f"  {where}: {e['ctx']['error']}")
+        elif e["type"] == "missing":
+            lines.append(f"  {where}: required key is missing")
+        else:
+            lines.append(f"  {where}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """Field names of the config section at ``loc`` (empty when it is not a fixed section)."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

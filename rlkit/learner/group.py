@@ -59,6 +59,10 @@ class LearnerGroup:
     def end_step(self) -> None:
         ray.get([w.end_step.remote() for w in self.workers])
 
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The full HF-named weights, gathered from every rank (a collective: all ranks take part)."""
+        return ray.get([w.full_state_dict.remote() for w in self.workers])[0]
+
     def export_weights(self):
         """Gather the full weights and write them to shared memory; returns rank 0's manifest."""
         return ray.get([w.export_weights.remote() for w in self.workers])[0]

@@ -185,18 +185,18 @@ class LearnerWorker:
                 sft_w = aggregation_weight(algo.loss_agg, mask * select[:, None], total_tokens=total_sft[0], total_rows=total_sft[1])
                 sft = sft_loss(logprobs, mask, select=select, loss_agg=algo.loss_agg, norm_len=norm_len) * sft_w
                 total = total + algo.sft_coef * sft
-                sums["sft_loss"] += float(sft)
+                sums["sft_loss"] += sft.item()
             if algo.kl.enabled and algo.kl.target == "loss":
                 kl = aggregate(kl_penalty(logprobs, mb.ref_logprobs.to(logprobs), algo.kl.kind), mask,
                                loss_agg=algo.loss_agg, norm_len=norm_len) * weight
                 total = total + algo.kl.coef * kl
-                sums["kl"] += float(kl)
+                sums["kl"] += kl.item()
             # FSDP2 averages gradients over ranks; the weights above already sum to 1 over ranks.
             (total * self.world_size).backward()
 
             tokens = float(mask.sum())
-            sums["loss"] += float(total)
-            sums["policy_loss"] += float(loss) * weight
+            sums["loss"] += total.item()
+            sums["policy_loss"] += loss.item() * weight
             sums["tokens"] += tokens
             sums["entropy_sum"] += float((entropy.detach() * mask).sum())
             if on_policy:

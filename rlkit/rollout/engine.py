@@ -72,6 +72,7 @@ class RolloutEngine:
             max_tokens=sampling.max_new_tokens,
             stop=list(sampling.stop) or None,
             seed=sampling.seed,
+            ignore_eos=sampling.ignore_eos,
             logprobs=0,
         )
         prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_token_ids]
@@ -99,8 +100,16 @@ class RolloutEngine:
         self.weight_version = manifest.version
         return time.perf_counter() - started
 
-    def weight_checksum(self, names: list[str]) -> dict[str, float]:
-        return self.llm.collective_rpc("rlkit_weight_checksum", args=(names,))[0]
+    def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        """Log-prob of every token after the first in each sequence, under the engine's current weights."""
+        from vllm import SamplingParams, TokensPrompt
+
+        params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params, use_tqdm=False)
+        return [
+            [step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
+            for out, seq in zip(outputs, sequences)
+        ]
 
 
 def engine_actor(*, num_cpus: float = 1, env: dict[str, str] | None = None, threads: int | None = None):

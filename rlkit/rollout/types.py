@@ -16,6 +16,7 @@ class SamplingConfig:
     max_new_tokens: int = 32
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    ignore_eos: bool = False  # fixed-length outputs (benchmarks)
 
 
 @dataclass
