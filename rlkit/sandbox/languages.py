@@ -73,7 +73,7 @@ class PythonRuntime:
         return RunSpec(
             argv=[self.executable, *self.flags, path],
             limits=limits,
-            files={path: (code.encode(), 0o444)},
+            files={path: (code.encode("utf-8", "surrogatepass"), 0o444)},
             ro_binds=list(self.binds),
         )
 
@@ -105,7 +105,7 @@ class CppToolchain:
         return RunSpec(
             argv=["/bin/sh", "-c", script, self.compiler, *self.flags],
             limits=limits,
-            files={source: (code.encode(), 0o444)},
+            files={source: (code.encode("utf-8", "surrogatepass"), 0o444)},
         )
 
     @staticmethod

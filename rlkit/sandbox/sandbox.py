@@ -176,7 +176,7 @@ class Sandbox:
     def _execute(self, spec: RunSpec, *, stdin: str = "", **kwargs: Any) -> ExecResult:
         spec.ro_binds = [*spec.ro_binds, *self.ro_binds]
         return to_exec_result(
-            execute(isolation=self.isolation, cgroups=self.cgroups, spec=spec, stdin=stdin.encode(), **kwargs)
+            execute(isolation=self.isolation, cgroups=self.cgroups, spec=spec, stdin=stdin.encode("utf-8", "surrogatepass"), **kwargs)
         )
 
     def _compile(self, code: str) -> tuple[bytes | None, ExecResult]:
@@ -203,7 +203,7 @@ class Sandbox:
     def _run_assert(self, code: str, tests: list[str], limits: Limits, stop: bool) -> TestReport:
         nonce = secrets.token_hex(16)
         job = {"nonce": nonce, "tests": tests, "stop_on_first_failure": stop}
-        code_fd = memfd(code.encode())
+        code_fd = memfd(code.encode("utf-8", "surrogatepass"))
         tests_fd = memfd(json.dumps(job).encode())
         try:
             spec = self.python.harness_spec(limits=limits, code_fd=code_fd, tests_fd=tests_fd, channel=CHANNEL_FD)
