@@ -33,6 +33,8 @@ class RunJob:
 class TestJob:
     """The arguments of `Sandbox.run_tests`."""
 
+    __test__ = False  # not a pytest test class
+
     code: str
     tests: list[Any] = field(default_factory=list)
     language: str = "python"

@@ -68,6 +68,8 @@ class ExecResult:
 class TestResult:
     """One test case: ``passed`` only when the harness positively saw it pass."""
 
+    __test__ = False  # not a pytest test class
+
     index: int
     passed: bool
     status: TestStatus
@@ -96,6 +98,8 @@ class TestReport:
     run ended normally, else the first abnormal one); ``runs`` holds the
     underlying program runs (the compile step first, for compiled languages).
     """
+
+    __test__ = False  # not a pytest test class
 
     passed: int
     total: int

@@ -43,6 +43,7 @@ class Sandbox:
     code you would run anyway. ``python`` is the interpreter programs use
     (default ``/usr/bin/python3``); ``ro_binds`` are extra host paths (or
     ``(host, sandbox)`` pairs) programs may read, e.g. a data directory.
+    Programs run as an unprivileged uid, so those paths must be world-readable.
     """
 
     def __init__(
