@@ -74,7 +74,12 @@ def extract_answer(completion: str, *, extract: Extract = "auto", tail_chars: in
     return _parse(text, _LATEX_FIRST), text
 
 
-@register_reward("math")
+def _warm_up(**params: Any) -> None:
+    """Build math-verify's LaTeX parser once per worker (about a second), outside the item timeout."""
+    verify(parse_gold("\\frac{1}{2}"), _parse("$0.5$", _LATEX_FIRST), timeout_seconds=None)
+
+
+@register_reward("math", setup=_warm_up)
 def math_reward(
     completion: str,
     sample: dict,

@@ -78,7 +78,7 @@ class _Worker:
         self.conn.send(modules)
         self.ready = False
         self.started = time.monotonic()
-        self.job: int | None = None
+        self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
         self.deadline = 0.0
         self.setups: set[bytes] = set()
 
@@ -169,8 +169,21 @@ class RewardPool:
         self._workers[self._workers.index(worker)] = _Worker(self._modules)
 
 
+_PREFETCH = 2
+"""Items queued per worker, so it never idles waiting for the parent's next message."""
+_PREFETCH_MAX_BYTES = 32 * 1024
+"""Only messages this small are queued behind a running item (a larger one could fill the
+socket buffer and block the parent past a deadline)."""
+
+
 class _Batch:
-    """The dispatch loop of one ``RewardPool.run`` call."""
+    """The dispatch loop of one ``RewardPool.run`` call.
+
+    Each worker has a FIFO of sent items; the head is the one running, and its
+    deadline starts when the previous item's result (or its setup) came back.
+    A worker that times out or dies gives its head a failure result; the items
+    queued behind it go back to the pending queue.
+    """
 
     def __init__(self, pool: RewardPool, jobs: Sequence[RewardJob], timeout_s: float, fallback: float) -> None:
         self.pool = pool
@@ -179,7 +192,8 @@ class _Batch:
         self.fallback = fallback
         self.results: list[RewardResult | None] = [None] * len(jobs)
         self.pending: collections.deque[int] = collections.deque()
-        self.blobs: dict[int, bytes] = {}
+        for w in pool._workers:
+            w.queue.clear()
         for i, job in enumerate(jobs):
             problem = _input_problem(job)
             if problem is not None:
@@ -188,7 +202,7 @@ class _Batch:
                 self.pending.append(i)
 
     def run(self) -> list[RewardResult]:
-        while self.pending or any(w.job is not None for w in self.pool._workers):
+        while self.pending or any(w.queue for w in self.pool._workers):
             self._dispatch()
             self._wait()
         return [r for r in self.results if r is not None]
@@ -198,22 +212,25 @@ class _Batch:
 
     def _dispatch(self) -> None:
         for w in list(self.pool._workers):
-            while w.ready and w.job is None and self.pending:
+            while w.ready and len(w.queue) < _PREFETCH and self.pending:
                 i = self.pending.popleft()
                 try:
                     payload, setup_key = self._message(i)
                 except Exception as e:  # unpicklable sample, params or reward function
                     self.results[i] = self._failure("error", f"cannot send item to a worker: {_describe(e)}")
                     continue
+                if w.queue and len(payload) > _PREFETCH_MAX_BYTES:
+                    self.pending.appendleft(i)
+                    break
                 try:
                     w.conn.send_bytes(payload)
-                except OSError:  # the worker died while idle; retry the item on another one
+                except OSError:  # the worker died; nothing it was sent has a result yet
                     self.pending.appendleft(i)
-                    self.pool._replace(w)
+                    self._lose(w, None)
                     break
-                w.job = i
-                slow_start = setup_key is not None and setup_key not in w.setups
-                w.deadline = time.monotonic() + (self.pool.setup_timeout_s if slow_start else self.timeout_s)
+                w.queue.append((i, setup_key))
+                if len(w.queue) == 1:
+                    self._start_head(w)
 
     def _message(self, i: int) -> tuple[bytes, bytes]:
         job = self.jobs[i]
@@ -227,10 +244,29 @@ class _Batch:
         message = (i, reward_blob, isinstance(job.reward, str), job.params, job.completion, job.sample, setup_key)
         return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL), setup_key
 
+    def _start_head(self, w: _Worker) -> None:
+        needs_setup = w.queue[0][1] not in w.setups
+        w.deadline = time.monotonic() + (self.pool.setup_timeout_s if needs_setup else self.timeout_s)
+
+    def _finish_head(self, w: _Worker, result: RewardResult) -> None:
+        i, _ = w.queue.popleft()
+        self.results[i] = result
+        if w.queue:
+            self._start_head(w)
+
+    def _lose(self, w: _Worker, head_result: RewardResult | None) -> None:
+        """Replace ``w``; its running item gets ``head_result`` (None: retry it), the rest are requeued."""
+        if w.queue and head_result is not None:
+            i, _ = w.queue.popleft()
+            self.results[i] = head_result
+        self.pending.extendleft(i for i, _ in reversed(w.queue))
+        w.queue.clear()
+        self.pool._replace(w)
+
     def _wait(self) -> None:
         workers = self.pool._workers
         now = time.monotonic()
-        deadlines = [w.deadline for w in workers if w.job is not None]
+        deadlines = [w.deadline for w in workers if w.queue]
         deadlines += [w.started + self.pool.start_timeout_s for w in workers if not w.ready]
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
         ready = multiprocessing.connection.wait([w.conn for w in workers], timeout=timeout)
@@ -239,10 +275,8 @@ class _Batch:
                 self._receive(w)
         now = time.monotonic()
         for w in list(self.pool._workers):
-            if w.job is not None and now >= w.deadline:
-                self.results[w.job] = self._failure("timeout", f"timed out after {self.timeout_s:g} s")
-                w.job = None
-                self.pool._replace(w)
+            if w.queue and now >= w.deadline:
+                self._lose(w, self._failure("timeout", f"timed out after {self.timeout_s:g} s"))
             elif not w.ready and now >= w.started + self.pool.start_timeout_s:
                 w.kill()
                 raise RewardPoolError(f"a reward worker did not start within {self.pool.start_timeout_s:g} s")
@@ -253,11 +287,7 @@ class _Batch:
         except (EOFError, OSError, pickle.UnpicklingError):
             if not w.ready:
                 raise RewardPoolError(f"a reward worker died while starting ({w.describe_exit()})") from None
-            if w.job is not None:
-                reason = f"worker process died ({w.describe_exit()})"
-                self.results[w.job] = self._failure("crash", reason)
-                w.job = None
-            self.pool._replace(w)
+            self._lose(w, self._failure("crash", f"worker process died ({w.describe_exit()})"))
             return
         kind = message[0]
         if kind == "ready":
@@ -268,10 +298,9 @@ class _Batch:
         elif kind == "setup_done":
             w.setups.add(message[1])
             w.deadline = time.monotonic() + self.timeout_s
-        elif kind == "result" and w.job is not None:
+        elif kind == "result" and w.queue:
             _, _, result, error = message
-            self.results[w.job] = result if error is None else self._failure("error", error)
-            w.job = None
+            self._finish_head(w, result if error is None else self._failure("error", error))
 
 
 def _input_problem(job: RewardJob) -> str | None:

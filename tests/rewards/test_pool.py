@@ -136,3 +136,14 @@ def test_closed_pool_refuses_work():
     p.close()
     with pytest.raises(RewardPoolError, match="the reward pool is closed"):
         p.run([RewardJob("math", "x", {"answer": "1"})], timeout_s=1.0)
+
+
+def test_large_item_is_not_queued_behind_a_hung_one():
+    # A 1 MB message could fill the socket buffer and block the parent past the deadline.
+    with RewardPool(workers=1, modules=[ModuleSource("reward_helpers")]) as p:
+        completions = ["x", "y" * 1_000_000, "z"]
+        start = time.monotonic()
+        results = score_batch("t_sleep", completions, [{"sleep": 60}, {}, {}], timeout_s=1.0, pool=p)
+        elapsed = time.monotonic() - start
+    assert [(r.score, r.error) for r in results] == [(0.0, "timed out after 1 s"), (1.0, None), (1.0, None)]
+    assert elapsed < 15.0
