@@ -22,8 +22,9 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rlkit.rewards.modules import ModuleSource
 from rlkit.rewards.registry import RewardResult

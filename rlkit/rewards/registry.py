@@ -14,8 +14,9 @@ from __future__ import annotations
 import inspect
 import math
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pydantic
 

@@ -12,8 +12,8 @@ scorer.close()
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from rlkit.rewards.config import RewardComponent, RewardConfig
 from rlkit.rewards.pool import FAILURE_KEY, RewardJob, RewardPool

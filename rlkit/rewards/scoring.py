@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from rlkit.rewards.pool import RewardJob, RewardPool, default_workers
 from rlkit.rewards.registry import RewardResult, check_params

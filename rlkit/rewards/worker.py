@@ -1,7 +1,8 @@
 """The reward worker process: load rewards, then score one item per message until told to stop.
 
-Protocol (parent -> worker): first the tuple of ModuleSources to load, then a pickled ``(job_id, reward_blob, by_name, params,
-completion, sample, setup_key)`` tuple, or ``None`` to exit. Worker -> parent:
+Protocol (parent -> worker): first the tuple of ModuleSources to load, then per item a
+pickled ``(job_id, reward_blob, by_name, params, completion, sample, setup_key)`` tuple,
+or ``None`` to exit. Worker -> parent:
 ``("ready",)`` | ``("init_error", traceback)`` | ``("setup_done", setup_key)`` |
 ``("result", job_id, RewardResult | None, error_text | None)``.
 """
@@ -15,7 +16,8 @@ import pickle
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rlkit.rewards.modules import ModuleSource, load_module
 

@@ -110,16 +110,28 @@ def test_success_reuses_the_header_environment(checker_for, lean_fixtures):
     ("fixture_id", "item", "status", "reason"),
     [
         ("constructed-v4.15.0-print_axioms-sorryAx-old_wording", SORRY_OLD, "sorry", "the proof contains sorry"),
-        ("constructed-v4.15.0-admit_warning_without_sorries", SORRY_OLD, "sorry", "Lean reports that the declaration uses sorry"),
+        (
+            "constructed-v4.15.0-admit_warning_without_sorries", SORRY_OLD, "sorry",
+            "Lean reports that the declaration uses sorry",
+        ),
         ("repl-v4.28.0-mathlib-exact-3", SORRY_OLD, "sorry", "the proof contains sorry"),  # new wording
-        ("constructed-v4.33.0-rc2-print_axioms-user_axiom", DEMO, "axioms", "'demo' depends on non-standard axioms: cheat"),
+        (
+            "constructed-v4.33.0-rc2-print_axioms-user_axiom", DEMO, "axioms",
+            "'demo' depends on non-standard axioms: cheat",
+        ),
         (
             "constructed-v4.33.0-rc2-print_axioms-native_decide", DEMO, "axioms",
             "'one_add_one' depends on non-standard axioms: Lean.ofReduceBool, Lean.trustCompiler",
         ),
-        ("constructed-v4.33.0-rc2-print_axioms-name_mismatch", DEMO, "axioms", "no '#print axioms' line for 'demo' (found: Foo.demo)"),
+        (
+            "constructed-v4.33.0-rc2-print_axioms-name_mismatch", DEMO, "axioms",
+            "no '#print axioms' line for 'demo' (found: Foo.demo)",
+        ),
         ("constructed-v4.33.0-rc2-exit_before_print_axioms", DEMO, "axioms", "no '#print axioms' line for 'demo'"),
-        ("constructed-v4.33.0-rc2-max_rec_depth", DEMO, "error", "Lean error: maximum recursion depth has been reached"),
+        (
+            "constructed-v4.33.0-rc2-max_rec_depth", DEMO, "error",
+            "Lean error: maximum recursion depth has been reached",
+        ),
         ("repl-v4.33.0-rc2-unknown_environment-0", DEMO, "repl_error", "REPL error: Unknown environment."),
     ],
 )  # fmt: skip
@@ -184,8 +196,11 @@ def test_header_failure_is_reported(replay, lean_fixtures):
     with LeanChecker(repl_cmd=cmd, header=HEADER, timeout_s=5) as checker:
         verdict = _check(checker, GCD)
         assert verdict.status == "unavailable"
-        assert verdict.reason == "the REPL did not load the header: Lean error: maximum recursion depth has been reached\n" \
-            "use `set_option maxRecDepth <num>` to increase limit\nuse `set_option diagnostics true` to get diagnostic information"
+        assert verdict.reason == (
+            "the REPL did not load the header: Lean error: maximum recursion depth has been reached\n"
+            "use `set_option maxRecDepth <num>` to increase limit\n"
+            "use `set_option diagnostics true` to get diagnostic information"
+        )
         with pytest.raises(LeanStartError, match="the REPL did not load the header"):
             checker.start()
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from rlkit.rewards.lean import build_command, extract_proof, precheck, theorem_name_of
 from rlkit.rewards.lean.precheck import strip_trailing_sorry, without_comments
+
+OVERRIDE = "overrides compiled code (@[implemented_by]/@[extern]/@[csimp])"
+ALLOWED = "(allowed: maxHeartbeats, maxRecDepth, synthInstance.maxHeartbeats, synthInstance.maxSize)"
+DECLARES = "starts a new declaration or scope (the theorem statement is fixed)"
 
 
 @pytest.mark.parametrize(
@@ -22,22 +23,22 @@ from rlkit.rewards.lean.precheck import strip_trailing_sorry, without_comments
         ("rfl\n#exit", "runs a `#` command (#eval, #exit, #print, ...): '#exit'"),
         ("rfl\n#eval IO.println 1", "runs a `#` command (#eval, #exit, #print, ...): '#eval'"),
         ("rfl\n#print axioms t", "runs a `#` command (#eval, #exit, #print, ...): '#print'"),
-        ("rfl\n@[implemented_by m] def n := 22", "overrides compiled code (@[implemented_by]/@[extern]/@[csimp]): 'implemented_by'"),
-        ("rfl\n@[extern \"c_fn\"] opaque f : Nat", "overrides compiled code (@[implemented_by]/@[extern]/@[csimp]): 'extern'"),
+        ("rfl\n@[implemented_by m] def n := 22", f"{OVERRIDE}: 'implemented_by'"),
+        ("rfl\n@[extern \"c_fn\"] opaque f : Nat", f"{OVERRIDE}: 'extern'"),
         ("native_decide", "trusts the compiler (native_decide): 'native_decide'"),
         ("exact Lean.ofReduceBool _ _ h", "trusts the compiler (native_decide): 'ofReduceBool'"),
         ("rfl\nunsafe def x := 1", "uses unsafe code: 'unsafe'"),
-        ("set_option debug.skipKernelTC true in\n  rfl", "sets option 'debug.skipKernelTC' (allowed: maxHeartbeats, maxRecDepth, synthInstance.maxHeartbeats, synthInstance.maxSize)"),
-        ("set_option warn.sorry false in\n  rfl", "sets option 'warn.sorry' (allowed: maxHeartbeats, maxRecDepth, synthInstance.maxHeartbeats, synthInstance.maxSize)"),
+        ("set_option debug.skipKernelTC true in\n  rfl", f"sets option 'debug.skipKernelTC' {ALLOWED}"),
+        ("set_option warn.sorry false in\n  rfl", f"sets option 'warn.sorry' {ALLOWED}"),
         ("rfl\nmacro \"norm_num\" : tactic => `(tactic| sorry)", "contains sorry/admit: 'sorry'"),
         ("rfl\nmacro \"norm_num\" : tactic => `(tactic| rfl)", "redefines syntax, notation or tactics: 'macro'"),
-        ("rfl\nmacro_rules | `(tactic| trivial) => `(tactic| rfl)", "redefines syntax, notation or tactics: 'macro_rules'"),
+        ("macro_rules | `(tactic| trivial) => `(tactic| rfl)", "redefines syntax, notation or tactics: 'macro_rules'"),
         ("rfl\nnotation \"⊤\" => True", "redefines syntax, notation or tactics: 'notation'"),
         ("rfl\nrun_cmd Lean.logInfo \"x\"", "runs metaprograms or IO: 'run_cmd'"),
         ("run_tac Lean.Elab.Tactic.evalTactic", "runs metaprograms or IO: 'run_tac'"),
         ("exact (IO.FS.readFile \"/etc/passwd\")", "uses IO: 'IO'"),
-        ("rfl\ntheorem t : 1 = 2 := rfl", "starts a new declaration or scope (the theorem statement is fixed): 'theorem'"),
-        ("rfl\nend\nnamespace Foo", "starts a new declaration or scope (the theorem statement is fixed): 'end'"),
+        ("rfl\ntheorem t : 1 = 2 := rfl", f"{DECLARES}: 'theorem'"),
+        ("rfl\nend\nnamespace Foo", f"{DECLARES}: 'end'"),
         ("rfl\ninstance : Inhabited False := ⟨sorryAx _⟩", "contains sorry/admit: 'sorryAx'"),
         ("", "empty proof"),
         ("  \n ", "empty proof"),
@@ -108,7 +109,8 @@ def test_build_command_indents_column_zero_tactics():
     assert build_command("theorem t : True := by\n", "  constructor\n  · rfl", theorem_name="t") == (
         "theorem t : True := by\n  constructor\n  · rfl\n\n#print axioms t"
     )
-    assert build_command("theorem t : 1 = 1 :=", "rfl", theorem_name="t") == "theorem t : 1 = 1 :=\nrfl\n\n#print axioms t"
+    term = build_command("theorem t : 1 = 1 :=", "rfl", theorem_name="t")
+    assert term == "theorem t : 1 = 1 :=\nrfl\n\n#print axioms t"
 
 
 def test_strip_trailing_sorry_and_extract_proof():
@@ -122,4 +124,4 @@ def test_strip_trailing_sorry_and_extract_proof():
     assert extract_proof("  simp", statement=statement) == "  simp"
     changed = "```lean\ntheorem t (n : Nat) : n + 1 = n := by\n  simp\n```"
     refused = precheck(extract_proof(changed, statement=statement))
-    assert refused == "starts a new declaration or scope (the theorem statement is fixed): 'theorem'"
+    assert refused == f"{DECLARES}: 'theorem'"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import reward_helpers
@@ -67,8 +69,8 @@ def test_timeout_works_in_a_subprocess_without_a_main_guard(tmp_path):
         print(r[0].error, round(time.monotonic() - start) < 20)
         """
     )
-    (tmp_path / "reward_helpers.py").write_text(open(reward_helpers.__file__).read())
-    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120)
+    (tmp_path / "reward_helpers.py").write_text(Path(reward_helpers.__file__).read_text())
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120, check=False)
     assert done.stdout.strip() == "timed out after 0.5 s True", done.stderr
 
 
@@ -81,7 +83,8 @@ def test_crashing_worker_gives_a_crash_result(pool):
 
 def test_raising_and_nan_rewards_become_errors(pool):
     [raised] = score_batch("t_raise", ["x"], [{}], fallback_score=0.25, pool=pool)
-    assert (raised.score, raised.error, raised.info) == (0.25, "ZeroDivisionError: division by zero", {"failure": "error"})
+    assert (raised.score, raised.error) == (0.25, "ZeroDivisionError: division by zero")
+    assert raised.info == {"failure": "error"}
     [nan] = score_batch("t_nan", ["x"], [{}], pool=pool)
     assert nan.error == "ValueError: RewardResult.score must be finite, got nan"
 
@@ -126,9 +129,10 @@ def test_length_mismatch_and_unknown_reward_raise():
 
 
 def test_worker_that_fails_to_start_raises_pool_error():
-    with RewardPool(workers=1, modules=[ModuleSource("no_such_module_for_rlkit_tests")]) as p:
-        with pytest.raises(RewardPoolError, match="No module named 'no_such_module_for_rlkit_tests'"):
-            p.run([RewardJob("math", "x", {"answer": "1"})], timeout_s=5.0)
+    missing = ModuleSource("no_such_module_for_rlkit_tests")
+    expected = pytest.raises(RewardPoolError, match=f"No module named '{missing.name}'")
+    with RewardPool(workers=1, modules=[missing]) as p, expected:
+        p.run([RewardJob("math", "x", {"answer": "1"})], timeout_s=5.0)
 
 
 def test_closed_pool_refuses_work():
@@ -147,3 +151,29 @@ def test_large_item_is_not_queued_behind_a_hung_one():
         elapsed = time.monotonic() - start
     assert [(r.score, r.error) for r in results] == [(0.0, "timed out after 1 s"), (1.0, None), (1.0, None)]
     assert elapsed < 15.0
+
+
+def test_timeout_works_inside_a_ray_actor():
+    ray = pytest.importorskip("ray")
+    started_here = not ray.is_initialized()
+    if started_here:
+        here = str(Path(__file__).resolve().parent)
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([here, *sys.path])}})  # fmt: skip
+    try:
+
+        @ray.remote
+        class Scorer:
+            def score(self) -> list[tuple[float, str | None]]:
+                import reward_helpers as helpers
+
+                from rlkit.rewards import score_batch
+
+                results = score_batch(helpers.sleep_reward, ["x", "y"], [{"sleep": 60}, {}], timeout_s=1.0, workers=1)
+                return [(r.score, r.error) for r in results]
+
+        actor = Scorer.remote()
+        assert ray.get(actor.score.remote(), timeout=120) == [(0.0, "timed out after 1 s"), (1.0, None)]
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -9,7 +9,6 @@ from lean_helpers import reply_text
 
 from rlkit.rewards import RewardConfig, build_reward, list_rewards, unregister_reward
 from rlkit.rewards.lean import build_command
-from rlkit.rewards.modules import ModuleSource
 
 
 @pytest.fixture
@@ -94,9 +93,8 @@ def test_user_file_reaches_workers_as_source(tmp_path):
 
 
 def test_length_mismatch_raises(helpers_config):
-    with build_reward(helpers_config(name="t_len")) as scorer:
-        with pytest.raises(ValueError, match="2 completions but 1 samples"):
-            scorer(["a", "b"], [{}])
+    with build_reward(helpers_config(name="t_len")) as scorer, pytest.raises(ValueError, match="2 completions but 1"):
+        scorer(["a", "b"], [{}])
 
 
 def test_lean_reward_through_the_pool(replay, lean_fixtures):

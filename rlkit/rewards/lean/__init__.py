@@ -11,7 +11,7 @@ from rlkit.rewards.lean import reward as _reward  # noqa: F401  (registers the `
 from rlkit.rewards.lean.checker import LeanChecker
 from rlkit.rewards.lean.precheck import build_command, extract_proof, precheck, theorem_name_of
 from rlkit.rewards.lean.process import LaunchSpec, LocalProcess, ReplProcess, get_launcher, register_launcher
-from rlkit.rewards.lean.repl import LeanStartError, Reply, ReplSession
+from rlkit.rewards.lean.repl import LeanStartError, ReplSession, Reply
 from rlkit.rewards.lean.verdict import STANDARD_AXIOMS, Verdict, format_messages, verdict_from_response
 
 __all__ = [
@@ -20,9 +20,9 @@ __all__ = [
     "LeanChecker",
     "LeanStartError",
     "LocalProcess",
-    "Reply",
     "ReplProcess",
     "ReplSession",
+    "Reply",
     "Verdict",
     "build_command",
     "extract_proof",

@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 from rlkit.rewards.lean.precheck import build_command, precheck, strip_trailing_sorry, theorem_name_of
 from rlkit.rewards.lean.process import Launcher, LaunchSpec, get_launcher
 from rlkit.rewards.lean.repl import LeanStartError, ReplSession
 from rlkit.rewards.lean.verdict import Verdict, failure, verdict_from_response
-
 
 MAX_STATEMENT_CHARS = 20_000
 

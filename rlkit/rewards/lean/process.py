@@ -17,8 +17,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 
 class MemoryLimitExceeded(RuntimeError):
@@ -222,4 +223,6 @@ def launch_sandboxed(spec: LaunchSpec) -> ReplProcess:
         time_s=spec.cpu_time_s, memory_mb=spec.memory_mb or 16384, nproc=64, open_files=1024, output_kb=1 << 16
     )
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if "ELAN_HOME" in os.environ:  # elan's `lake`/`lean` proxies find their toolchains through it
+        env["ELAN_HOME"] = os.environ["ELAN_HOME"]
     return IsolatedProcess(list(spec.argv), limits=limits, ro_binds=list(binds), cwd=spec.cwd, env=env)

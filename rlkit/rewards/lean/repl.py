@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from rlkit.rewards.lean.process import LaunchSpec, MemoryLimitExceeded, ReplProcess
 

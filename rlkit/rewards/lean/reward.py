@@ -32,14 +32,15 @@ def _checker(
     memory_mb: int | None,
     launcher: Literal["local", "sandbox"],
     max_uses: int,
+    ro_binds: tuple[str, ...],
 ) -> LeanChecker:
-    key = (tuple(repl_cmd), cwd, header, timeout_s, memory_mb, launcher, max_uses)
+    key = (tuple(repl_cmd), cwd, header, timeout_s, memory_mb, launcher, max_uses, tuple(ro_binds))
     with _CHECKERS_LOCK:
         checker = _CHECKERS.get(key)
         if checker is None:
             checker = _CHECKERS[key] = LeanChecker(
                 repl_cmd=repl_cmd, cwd=cwd, header=header, timeout_s=timeout_s, workers=1,
-                memory_mb=memory_mb, launcher=launcher, max_uses=max_uses,
+                memory_mb=memory_mb, launcher=launcher, max_uses=max_uses, ro_binds=ro_binds,
             )  # fmt: skip
         return checker
 
@@ -53,12 +54,13 @@ def _setup(
     memory_mb: int | None = None,
     launcher: Literal["local", "sandbox"] = "local",
     max_uses: int = 200,
+    ro_binds: tuple[str, ...] = (),
     statement_key: str = "statement",
     theorem_name_key: str = "theorem_name",
 ) -> None:
     _checker(
         repl_cmd=repl_cmd, cwd=cwd, header=header, timeout_s=timeout_s, memory_mb=memory_mb,
-        launcher=launcher, max_uses=max_uses,
+        launcher=launcher, max_uses=max_uses, ro_binds=ro_binds,
     ).start()  # fmt: skip
 
 
@@ -74,17 +76,23 @@ def lean_reward(
     memory_mb: int | None = None,
     launcher: Literal["local", "sandbox"] = "local",
     max_uses: int = 200,
+    ro_binds: tuple[str, ...] = (),
     statement_key: str = "statement",
     theorem_name_key: str = "theorem_name",
 ) -> RewardResult:
-    """Check the proof in ``completion`` (last ```lean block; a repeated statement is cut off)."""
+    """Check the proof in ``completion`` (last ```lean block; a repeated statement is cut off).
+
+    ``repl_cmd`` runs the REPL in ``cwd`` (the Lean project); ``header`` is loaded once per
+    REPL; ``launcher="sandbox"`` isolates it, mounting ``cwd`` and ``ro_binds`` read-only.
+    """
     statement = require_str(sample, statement_key)
     if len(statement) > MAX_STATEMENT_CHARS:
-        raise RewardInputError(f"sample[{statement_key!r}] is {len(statement)} characters (limit {MAX_STATEMENT_CHARS})")
+        limit = MAX_STATEMENT_CHARS
+        raise RewardInputError(f"sample[{statement_key!r}] is {len(statement)} characters (limit {limit})")
     name = sample.get(theorem_name_key)
     checker = _checker(
         repl_cmd=repl_cmd, cwd=cwd, header=header, timeout_s=timeout_s, memory_mb=memory_mb,
-        launcher=launcher, max_uses=max_uses,
+        launcher=launcher, max_uses=max_uses, ro_binds=ro_binds,
     )  # fmt: skip
     verdict = checker.check(
         extract_proof(completion, statement=statement),

@@ -83,7 +83,7 @@ def verdict_from_response(response: Any, *, theorem_name: str | None = None) -> 
         return bad("sorry", "Lean reports that the declaration uses sorry")
     if "proofStatus" in response:
         if response["proofStatus"] != "Completed":
-            return bad("incomplete", f"proofStatus is {response['proofStatus']!r}, not 'Completed'")
+            return bad("incomplete", f"proofStatus is not Completed: {_short(str(response['proofStatus']))}")
     elif "goals" in response or "proofState" in response:
         goals = response.get("goals") or []
         reason = f"{len(goals)} goals remain" if goals else "this REPL reports no proofStatus (Lean < v4.19)"
