@@ -124,6 +124,7 @@ class RewardPool:
         self._modules = tuple(modules)
         self._lock = threading.Lock()
         self._closed = False
+        self._start_failures = 0
         self._workers = [_Worker(self._modules) for _ in range(self.num_workers)]
         _LIVE_POOLS.add(self)
 
@@ -132,6 +133,10 @@ class RewardPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Stop every worker; the pool cannot be used afterwards."""
@@ -170,6 +175,8 @@ class RewardPool:
         self._workers[self._workers.index(worker)] = _Worker(self._modules)
 
 
+_MAX_START_FAILURES = 3
+"""Consecutive worker deaths during start-up before the pool gives up (a broken environment)."""
 _PREFETCH = 2
 """Items queued per worker, so it never idles waiting for the parent's next message."""
 _PREFETCH_MAX_BYTES = 32 * 1024
@@ -287,12 +294,17 @@ class _Batch:
             message = w.conn.recv()
         except (EOFError, OSError, pickle.UnpicklingError):
             if not w.ready:
-                raise RewardPoolError(f"a reward worker died while starting ({w.describe_exit()})") from None
+                self.pool._start_failures += 1
+                if self.pool._start_failures >= _MAX_START_FAILURES:
+                    raise RewardPoolError(f"reward workers keep dying while starting ({w.describe_exit()})") from None
+                self.pool._replace(w)
+                return
             self._lose(w, self._failure("crash", f"worker process died ({w.describe_exit()})"))
             return
         kind = message[0]
         if kind == "ready":
             w.ready = True
+            self.pool._start_failures = 0
         elif kind == "init_error":
             w.kill()
             raise RewardPoolError(f"a reward worker failed to start:\n{message[1]}")

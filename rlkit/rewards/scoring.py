@@ -18,7 +18,7 @@ def shared_pool(workers: int | None = None) -> RewardPool:
     size = workers or default_workers()
     with _SHARED_LOCK:
         pool = _SHARED.get(size)
-        if pool is None or pool._closed:
+        if pool is None or pool.closed:
             pool = _SHARED[size] = RewardPool(workers=size)
         return pool
 

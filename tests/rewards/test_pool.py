@@ -177,3 +177,11 @@ def test_timeout_works_inside_a_ray_actor():
     finally:
         if started_here:
             ray.shutdown()
+
+
+def test_worker_killed_while_starting_is_replaced():
+    with RewardPool(workers=1) as p:
+        p._workers[0].proc.kill()  # dies before it could report ready
+        results = p.run([RewardJob("arithmetic", "Answer: 3", {"answer": 3})], timeout_s=5.0)
+        assert results == [RewardResult(1.0, info={"extracted": 3})]
+        assert p.restarts == 1
