@@ -112,6 +112,8 @@ def code_tests_reward(
     """Score the completion's program by the sample's tests (``sample['language']`` overrides ``language``)."""
     lang = canonical_language(sample["language"] if "language" in sample else language)
     tests, mode = sample_tests(sample, tests_key=tests_key)
+    if mode == "assert" and lang != "python":
+        raise RewardInputError(f"assert-style tests need language 'python', the sample's language is {lang!r}")
     program = extract_program(completion, language=lang, extract=extract)
     if program is None:
         return RewardResult(score=0.0, info={"extracted": False, "passed": 0, "total": len(tests)})
@@ -120,8 +122,6 @@ def code_tests_reward(
         if not isinstance(prefix, str):
             raise RewardInputError(f"sample[{prefix_key!r}] must be a string")
         program = prefix + program
-    if mode == "assert" and lang != "python":
-        raise RewardInputError(f"assert-style tests need language 'python', the sample's language is {lang!r}")
     report = shared_sandbox(isolation=isolation, sandbox_url=sandbox_url).run_tests(
         program,
         tests,

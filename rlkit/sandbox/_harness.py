@@ -210,6 +210,7 @@ def _program_side(code_fd, req_r, rep_w):
         return out
 
     def send(message):
+        _flush_output()  # what the program printed so far reaches the run's stdout/stderr
         replies.write(dumps(message).encode() + b"\n")
         replies.flush()
 
@@ -239,6 +240,14 @@ def _program_side(code_fd, req_r, rep_w):
             except BaseException:  # noqa: B036
                 os._exit(1)
     os._exit(0)
+
+
+def _flush_output():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: B036 - the program may have replaced the streams
+            pass
 
 
 def _site_paths():
@@ -539,11 +548,7 @@ def main(argv):
             os.kill(child, 9)
         except OSError:
             pass
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        _flush_output()
         os._exit(status)  # skip interpreter teardown
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 
 import sys
 from pathlib import Path
@@ -88,8 +89,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         print("rlkit sandbox: warning: serving beyond loopback without --token-file", file=sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: finish cleanly, remove the cgroups
     serve(sandbox=_sandbox(args), host=args.host, port=args.port, max_workers=args.max_workers, token=token)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -4,8 +4,8 @@
     sb.run_tests(code, tests).passed          # the same TestReport as Sandbox
 
 Runs are pure computations, so a request that failed to connect, timed out
-or got a 5xx answer is retried with exponential backoff; 4xx answers are
-the caller's mistake and raise at once.
+or got a 5xx answer is retried with exponential backoff (at most 10 s
+between attempts); 4xx answers are the caller's mistake and raise at once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from rlkit.sandbox.jobs import Job, RunJob, TestJob, TestMode
 from rlkit.sandbox.limits import Limits
 from rlkit.sandbox.results import ExecResult, TestReport
 from rlkit.sandbox.service import decode_result
+
+
+_MAX_BACKOFF_S = 10.0
 
 
 class SandboxServiceError(RuntimeError):
@@ -90,7 +93,7 @@ class SandboxClient:
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S))
             request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:

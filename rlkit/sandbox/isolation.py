@@ -117,15 +117,15 @@ class Isolation:
             raise ValueError(f"isolation must be 'bwrap' or 'none', got {mode!r}")
         self.mode: IsolationMode = mode
         self.privileged = os.geteuid() == 0
-        self.bwrap = bwrap or shutil.which("bwrap") or ""
-        self.setpriv = setpriv or shutil.which("setpriv") or ""
+        self.bwrap = shutil.which(bwrap or "bwrap") or ""
+        self.setpriv = shutil.which(setpriv or "setpriv") or ""
         self._seccomp = seccomp.build_filter() if seccomp.supported() else None
         if mode == "none":
             warnings.warn(NO_ISOLATION_WARNING, RuntimeWarning, stacklevel=3)
             return
         if not self.bwrap:
             raise SandboxUnavailableError(
-                "bubblewrap ('bwrap') was not found on PATH, so untrusted code cannot be isolated. "
+                f"bubblewrap ({bwrap or 'bwrap'!r}) was not found, so untrusted code cannot be isolated. "
                 "Install it (Debian/Ubuntu: apt-get install bubblewrap), pass bwrap='/path/to/bwrap', "
                 "or opt in to running WITHOUT isolation with isolation='none'."
             )

@@ -101,7 +101,9 @@ class CppToolchain:
 
     def compile_spec(self, code: str, limits: Limits) -> RunSpec:
         source = SOURCE_PATHS["cpp"]
-        script = f'"$0" "$@" -o {BINARY_PATH} {source} && exec cat {BINARY_PATH}'
+        # Relative to the work dir (the cwd), so no-isolation mode compiles in its own temp dir.
+        src, out = os.path.relpath(source, WORK_DIR), os.path.relpath(BINARY_PATH, WORK_DIR)
+        script = f'"$0" "$@" -o {out} {src} && exec cat {out}'
         return RunSpec(
             argv=["/bin/sh", "-c", script, self.compiler, *self.flags],
             limits=limits,

@@ -282,11 +282,16 @@ def _reap(proc: subprocess.Popen) -> tuple[int | None, float, int]:
 
 
 def kill_tree(proc: subprocess.Popen, group: RunCgroup | None) -> None:
-    """SIGKILL the sandbox's process group (its PID namespace dies with it) and the cgroup."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """SIGKILL the sandbox's process group (its PID namespace dies with it) and the cgroup.
+
+    The group is signalled only while the process is unreaped: once reaped, its
+    pid (and so the group id) may already belong to an unrelated process.
+    """
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     if group is not None:
         group.kill_all()
 
