@@ -93,6 +93,10 @@ class LearnerConfig(StrictModel):
 class TrainerConfig(StrictModel):
     total_steps: int = Field(20, ge=1)
     prompts_per_step: int = Field(8, ge=1)
+    """Prompt groups in each training batch."""
+    prompts_per_generation: int | None = Field(None, ge=1)
+    """Prompts per generation round (default: prompts_per_step). Larger, with dynamic
+    sampling, over-samples so enough groups survive (Klear: 2x, no refill)."""
     ppo_epochs: int = Field(1, ge=1)
     num_mini_batches: int = Field(1, ge=1)
     save_every: int = Field(0, ge=0)

@@ -25,6 +25,9 @@ def init_ray(cfg: ExperimentConfig) -> None:
     if cfg.ray.address:
         ray.init(address=cfg.ray.address, log_to_driver=True)
         return
+    # Ray starts workers at niceness 15; rollout and learner actors are the run's
+    # main work and must not lose the CPU to anything else on the machine.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     # Actors ask for 0 CPUs on the CPU path and set their thread counts explicitly:
     # generation and training alternate, so they time-share the same cores.
     ray.init(num_cpus=cfg.ray.num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)

@@ -28,6 +28,7 @@ from rlkit.config import ExperimentConfig
 from rlkit.data import PromptRenderer, PromptSampler, load_rows
 from rlkit.learner.group import LearnerGroup
 from rlkit.learner.worker import LearnerSpec
+from rlkit.memory import PeakMemoryMonitor
 from rlkit.models import resolve_model_path
 from rlkit.rewards import build_reward
 from rlkit.rollout.types import Completion, SamplingConfig
@@ -91,6 +92,7 @@ class Trainer:
             total_steps=cfg.trainer.total_steps, norm_len=cfg.rollout.max_new_tokens, seed=cfg.seed,
         )
         self.learners = LearnerGroup(spec)
+        self.memory = PeakMemoryMonitor()
         self.metrics_log = MetricsLog(self.run_dir, total_steps=cfg.trainer.total_steps, start_step=self.step + 1)
 
     # ------------------------------------------------------------------ the loop
@@ -110,6 +112,7 @@ class Trainer:
 
             metrics["time/step_s"] = time.perf_counter() - started
             metrics["throughput/tokens_per_s"] = metrics["response/tokens"] / metrics["time/generate_s"]
+            metrics["memory/step_peak_gib"], metrics["memory/run_peak_gib"] = self.memory.take_peak()
             self.metrics_log.write(self.step, metrics)
             if cfg.save_every and self.step % cfg.save_every == 0:
                 final = self.save_checkpoint()
@@ -169,7 +172,7 @@ class Trainer:
         generated = Rollouts()
         while True:
             t = time.perf_counter()
-            rollouts = self.generate(self.next_rows(num_prompts))
+            rollouts = self.generate(self.next_rows(self.config.trainer.prompts_per_generation or num_prompts))
             metrics["time/generate_s"] += time.perf_counter() - t
             t = time.perf_counter()
             metrics.update(self.score(rollouts))
@@ -273,6 +276,7 @@ class Trainer:
     def close(self) -> None:
         import ray
 
+        self.memory.stop()
         self.learners.shutdown()
         for engine in self.engines:
             ray.kill(engine)

@@ -37,6 +37,36 @@ def tiny_llama(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
+PARITY_REWARD = """
+from rlkit.rewards import register_reward
+
+
+@register_reward("length_parity")
+def length_parity(completion: str, sample: dict) -> float:
+    return float(len(completion) % 2 == 0)
+"""
+
+
+@pytest.fixture(scope="session")
+def parity_reward_module(tmp_path_factory) -> Path:
+    """A user reward module: random-weight models rarely say anything meaningful, and a
+    length-parity reward still gives groups reward variance (so gradients are non-zero)."""
+    path = tmp_path_factory.mktemp("rewards") / "parity_reward.py"
+    path.write_text(PARITY_REWARD)
+    return path
+
+
+def tiny_run_overrides(model: Path, output_dir: Path, reward_module: Path, name: str) -> list[str]:
+    """Overrides that shrink any example config to a fast run on the tiny model."""
+    return [
+        f"model.path={model}", f"output_dir={output_dir}", f"name={name}",
+        "learner.lr=1e-3", "learner.micro_batch_size=4",
+        "rollout.group_size=4", "rollout.max_new_tokens=16", "rollout.kv_cache_gb=0.25",
+        "trainer.prompts_per_step=4",
+        "reward.name=length_parity", "reward.params={}", f"reward.module={reward_module}",
+    ]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cpu_engine_env():
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")

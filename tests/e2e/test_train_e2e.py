@@ -9,10 +9,9 @@ with exactly the learners' weights.
 from __future__ import annotations
 
 import json
-import textwrap
-
 import pytest
 import torch
+from conftest import tiny_run_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -23,27 +22,12 @@ REQUIRED_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def run(tiny_llama, tmp_path_factory):
+def run(tiny_llama, parity_reward_module, tmp_path_factory):
     from rlkit import Trainer, load_config
 
     work = tmp_path_factory.mktemp("e2e")
-    # Random weights rarely say anything meaningful: a length-parity reward gives every
-    # group reward variance, so the policy gradient is non-zero.
-    reward_module = work / "parity_reward.py"
-    reward_module.write_text(textwrap.dedent('''
-        from rlkit.rewards import register_reward
-
-        @register_reward("length_parity")
-        def length_parity(completion: str, sample: dict) -> float:
-            return float(len(completion) % 2 == 0)
-    '''))
-    cfg = load_config("examples/arithmetic_grpo.yaml", overrides=[
-        f"model.path={tiny_llama}", f"output_dir={work}", "name=e2e",
-        "learner.world_size=2", "learner.lr=1e-3", "learner.micro_batch_size=4",
-        "rollout.group_size=4", "rollout.max_new_tokens=16", "rollout.kv_cache_gb=0.25",
-        "trainer.total_steps=2", "trainer.prompts_per_step=4",
-        "reward.name=length_parity", "reward.params={}", f"reward.module={reward_module}",
-    ])
+    overrides = tiny_run_overrides(tiny_llama, work, parity_reward_module, "e2e")
+    cfg = load_config("examples/arithmetic_grpo.yaml", overrides=[*overrides, "learner.world_size=2", "trainer.total_steps=2"])
     trainer = Trainer(cfg)
     import ray
 
