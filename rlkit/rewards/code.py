@@ -41,7 +41,9 @@ _lock = threading.Lock()
 _sandboxes: dict[tuple[str, str | None], Sandbox | SandboxClient] = {}
 
 
-def shared_sandbox(*, isolation: Literal["bwrap", "none"] = "bwrap", sandbox_url: str | None = None) -> Sandbox | SandboxClient:
+def shared_sandbox(
+    *, isolation: Literal["bwrap", "none"] = "bwrap", sandbox_url: str | None = None
+) -> Sandbox | SandboxClient:
     """This process's sandbox for ``isolation`` (or client of the service at ``sandbox_url``)."""
     key = (isolation, sandbox_url)
     with _lock:
@@ -88,7 +90,9 @@ def sample_tests(sample: dict, *, tests_key: str = "tests") -> tuple[list[Any], 
     )
 
 
-def _setup(*, isolation: Literal["bwrap", "none"] = "bwrap", sandbox_url: str | None = None, **_reward_params: Any) -> None:
+def _setup(
+    *, isolation: Literal["bwrap", "none"] = "bwrap", sandbox_url: str | None = None, **_reward_params: Any
+) -> None:
     """Create the process's sandbox before the first item (outside the per-item timeout)."""
     shared_sandbox(isolation=isolation, sandbox_url=sandbox_url)
 

@@ -34,161 +34,17 @@ import os
 import sys
 import time
 
-try:  # the json module's C core, without the cost of importing json (and re) at every start
-    from _json import encode_basestring_ascii as _quote
-    from _json import make_scanner as _make_scanner
-except ImportError:  # pragma: no cover - interpreters without the accelerator
-    from json.decoder import py_scanstring as _unused  # noqa: F401
-    from json.encoder import py_encode_basestring_ascii as _quote
-    from json.scanner import py_make_scanner as _make_scanner
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _wire import Budget, ProgramDied, decode, dumps, encode, loads  # noqa: E402 - found through the line above
 
+del sys.path[0]
 _MAX_MESSAGE = 64 << 20
-_MAX_DEPTH = 200
 _GLOBAL_BUDGET = 20000  # JSON nodes per mirrored global before it is sent as a proxy instead
 _PR_SET_DUMPABLE, _PR_GET_DUMPABLE = 4, 3
-_MIRRORED_MODULES = frozenset(
-    "math cmath random re string itertools functools collections heapq bisect operator typing "
-    "fractions decimal statistics datetime copy json hashlib sys os array calendar textwrap "
-    "unicodedata numbers enum dataclasses".split()
-)
-
-
-class ProgramDied(BaseException):
-    """The program process exited or broke the protocol; not an Exception, so tests cannot catch it."""
 
 
 class ProgramError(Exception):
     """The program raised an exception that is not a builtin one."""
-
-
-# ---------------------------------------------------------------- JSON text
-
-
-class _ScanContext:
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    memo = {}
-
-    @staticmethod
-    def parse_constant(name):
-        return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
-
-
-_scan = _make_scanner(_ScanContext())
-_INF = float("inf")
-
-
-def loads(text):
-    """Parse one JSON document from text or UTF-8 bytes (ValueError on anything else)."""
-    if type(text) is bytes:
-        text = text.decode("utf-8")
-    text = text.strip()
-    try:
-        value, end = _scan(text, 0)
-    except (StopIteration, RecursionError) as e:
-        raise ValueError("invalid JSON") from e
-    finally:
-        _ScanContext.memo.clear()
-    if end != len(text):
-        raise ValueError("trailing data after JSON")
-    return value
-
-
-def dumps(obj):
-    """JSON text of a value built from None, bool, int, float, str, list and str-keyed dict."""
-    t = type(obj)
-    if obj is None:
-        return "null"
-    if t is bool:
-        return "true" if obj else "false"
-    if t is int:
-        return int.__repr__(obj)
-    if t is float:
-        if obj != obj:
-            return "NaN"
-        if obj == _INF or obj == -_INF:
-            return "Infinity" if obj > 0 else "-Infinity"
-        return float.__repr__(obj)
-    if t is str:
-        return _quote(obj)
-    if t is list:
-        return "[" + ",".join([dumps(v) for v in obj]) + "]"
-    if t is dict:
-        return "{" + ",".join([_quote(k) + ":" + dumps(v) for k, v in obj.items()]) + "}"
-    raise TypeError("cannot serialize %s" % t.__name__)
-
-
-# ---------------------------------------------------------------- value encoding
-
-
-class _Budget(Exception):
-    pass
-
-
-def encode(value, handles, budget=None, depth=0):
-    """JSON-ready form of ``value``; objects that are not exact builtins become handles."""
-    if budget is not None:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise _Budget
-    t = type(value)
-    if value is None or t is bool or t is str or t is float:
-        return value
-    if t is int:
-        return value if value.bit_length() < 10000 else {"i": hex(value)}
-    if depth < _MAX_DEPTH:
-        if t is list:
-            return [encode(v, handles, budget, depth + 1) for v in value]
-        if t is tuple:
-            return {"t": [encode(v, handles, budget, depth + 1) for v in value]}
-        if t is dict:
-            return {"d": [[encode(k, handles, budget, depth + 1), encode(v, handles, budget, depth + 1)] for k, v in value.items()]}
-        if t is set or t is frozenset:
-            return {"s" if t is set else "f": [encode(v, handles, budget, depth + 1) for v in value]}
-    if t is bytes:
-        return {"b": value.hex()}
-    if t is bytearray:
-        return {"B": value.hex()}
-    if t is complex:
-        return {"c": [value.real, value.imag]}
-    if handles is None:
-        raise TypeError("a %s cannot be passed to the program under test" % t.__name__)
-    return handles(value)
-
-
-def decode(obj, remote):
-    """Rebuild a value from ``encode``'s form; ``remote(id, name)`` makes proxies for handles."""
-    t = type(obj)
-    if obj is None or t is bool or t is int or t is float or t is str:
-        return obj
-    if t is list:
-        return [decode(v, remote) for v in obj]
-    if t is not dict or len(obj) not in (1, 2, 3):
-        raise ProgramDied("malformed value from the program: %r" % (obj,))
-    if "t" in obj:
-        return tuple(decode(v, remote) for v in obj["t"])
-    if "d" in obj:
-        return {decode(k, remote): decode(v, remote) for k, v in obj["d"]}
-    if "s" in obj:
-        return {decode(v, remote) for v in obj["s"]}
-    if "f" in obj:
-        return frozenset(decode(v, remote) for v in obj["f"])
-    if "b" in obj:
-        return bytes.fromhex(obj["b"])
-    if "B" in obj:
-        return bytearray.fromhex(obj["B"])
-    if "c" in obj:
-        return complex(float(obj["c"][0]), float(obj["c"][1]))
-    if "i" in obj:
-        return int(obj["i"], 16)
-    if "m" in obj and obj["m"] in _MIRRORED_MODULES:
-        return __import__(obj["m"])
-    if "h" in obj and type(obj["h"]) is int:
-        return remote(obj["h"], str(obj.get("n", "object")))
-    raise ProgramDied("malformed value from the program: %r" % (obj,))
 
 
 # ---------------------------------------------------------------- program side
@@ -227,7 +83,7 @@ def _program_side(code_fd, req_r, rep_w):
             continue
         try:
             names.append([name, encode(value, handle, [_GLOBAL_BUDGET])])
-        except (_Budget, RecursionError):
+        except (Budget, RecursionError):
             names.append([name, handle(value)])
     send({"loaded": names})
     for line in requests:
@@ -299,7 +155,11 @@ def _serve(request, objects, handle):
 
 
 def _describe(e):
-    return {"type": type(e).__name__, "msg": _short(str(e)), "builtin": type(e) is getattr(builtins, type(e).__name__, None)}
+    return {
+        "type": type(e).__name__,
+        "msg": _short(str(e)),
+        "builtin": type(e) is getattr(builtins, type(e).__name__, None),
+    }
 
 
 def _short(text, limit=500):
@@ -485,11 +345,19 @@ def _evaluator_side(tests_fd, chan_fd, req_w, rep_r):
         try:
             exec(compile(source, "<test %d>" % index, "exec"), namespace)
         except ProgramDied as e:
-            report("result", index=index, status="error", message="ProgramDied: %s" % e, time_s=time.perf_counter() - started)
+            report(
+                "result",
+                index=index,
+                status="error",
+                message="ProgramDied: %s" % e,
+                time_s=time.perf_counter() - started,
+            )
             return
         except BaseException as e:  # noqa: B036 - a test fails on anything, SystemExit included
             status = "failed" if type(e) is AssertionError else "error"
-            report("result", index=index, status=status, message=_failure(e, source), time_s=time.perf_counter() - started)
+            report(
+                "result", index=index, status=status, message=_failure(e, source), time_s=time.perf_counter() - started
+            )
             if job["stop_on_first_failure"]:
                 return
             continue

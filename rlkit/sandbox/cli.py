@@ -1,8 +1,8 @@
 """``rlkit sandbox``: serve the sandbox over HTTP, run one program, show the isolation.
 
-    rlkit sandbox serve --host 127.0.0.1 --port 8790 --max-workers 8
-    rlkit sandbox run solution.cpp --language cpp --stdin-file in.txt
-    rlkit sandbox info
+rlkit sandbox serve --host 127.0.0.1 --port 8790 --max-workers 8
+rlkit sandbox run solution.cpp --language cpp --stdin-file in.txt
+rlkit sandbox info
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import signal
-
 import sys
 from pathlib import Path
 

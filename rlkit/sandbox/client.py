@@ -21,7 +21,6 @@ from rlkit.sandbox.limits import Limits
 from rlkit.sandbox.results import ExecResult, TestReport
 from rlkit.sandbox.service import decode_result
 
-
 _MAX_BACKOFF_S = 10.0
 
 

@@ -27,7 +27,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Literal, Mapping
 
 from rlkit.sandbox import seccomp
 from rlkit.sandbox.limits import Limits
@@ -201,7 +201,9 @@ class Isolation:
         env = {**BASE_ENV, **spec.env, "HOME": str(work)}
         prefix = ["/usr/bin/env", "-i"] + [f"{k}={_host_path(v, work)}" for k, v in env.items()]
         argv = prefix + _limits_prefix(spec.limits) + argv
-        return Prepared(argv=argv, pass_fds=list(spec.pass_fds), cwd=str(work), uid=None, cleanup_fds=[], host_work_dir=work)
+        return Prepared(
+            argv=argv, pass_fds=list(spec.pass_fds), cwd=str(work), uid=None, cleanup_fds=[], host_work_dir=work
+        )
 
 
 def _host_path(arg: str, work: Path) -> str:

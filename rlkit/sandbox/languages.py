@@ -24,8 +24,12 @@ LANGUAGE_ALIASES = {"python": "python", "python3": "python", "py": "python", "cp
 
 SOURCE_PATHS = {"python": f"{WORK_DIR}/main.py", "cpp": f"{WORK_DIR}/main.cpp"}
 BINARY_PATH = f"{WORK_DIR}/main"
-HARNESS_PATH = "/.rlkit/harness.py"
-HARNESS_HOST_PATH = str(Path(__file__).with_name("_harness.py"))
+HARNESS_DIR = "/.rlkit"
+HARNESS_PATH = f"{HARNESS_DIR}/_harness.py"
+# The harness and its wire format, bound read-only into the sandbox (host path, sandbox path).
+HARNESS_FILES = tuple(
+    (str(Path(__file__).with_name(name)), f"{HARNESS_DIR}/{name}") for name in ("_harness.py", "_wire.py")
+)
 
 
 def canonical_language(language: str) -> Language:
@@ -86,7 +90,7 @@ class PythonRuntime:
         return RunSpec(
             argv=[self.executable, "-I", "-S", HARNESS_PATH, str(code_fd), str(tests_fd), channel],
             limits=limits,
-            ro_binds=[*self.binds, (HARNESS_HOST_PATH, HARNESS_PATH)],
+            ro_binds=[*self.binds, *HARNESS_FILES],
             pass_fds=[code_fd, tests_fd],
             split_gid=True,
         )

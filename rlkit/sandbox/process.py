@@ -235,7 +235,7 @@ def _pump(
                     sel.unregister(pidfd)
                 elif fd == stdin_fd:
                     try:
-                        pending = pending[os.write(fd, pending[: _READ_CHUNK]) :]
+                        pending = pending[os.write(fd, pending[:_READ_CHUNK]) :]
                     except (BrokenPipeError, BlockingIOError) as e:
                         if isinstance(e, BrokenPipeError):
                             pending = pending[:0]

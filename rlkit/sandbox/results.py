@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, get_args
 
-Status = Literal[
-    "ok", "runtime_error", "timeout", "memory_limit", "output_limit", "compile_error", "sandbox_error"
-]
+Status = Literal["ok", "runtime_error", "timeout", "memory_limit", "output_limit", "compile_error", "sandbox_error"]
 TestStatus = Literal[
     "passed",
     "failed",

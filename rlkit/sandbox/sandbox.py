@@ -1,10 +1,10 @@
 """`Sandbox`: run untrusted programs and test suites in isolation.
 
-    from rlkit.sandbox import Sandbox, Limits
-    sb = Sandbox()
-    sb.run("print(input())", stdin="hi")                   # ExecResult
-    sb.run_tests(code, ["assert add(1, 2) == 3"])          # TestReport
-    sb.run_many([TestJob(code, tests), ...], max_workers=4)
+from rlkit.sandbox import Sandbox, Limits
+sb = Sandbox()
+sb.run("print(input())", stdin="hi")                   # ExecResult
+sb.run_tests(code, ["assert add(1, 2) == 3"])          # TestReport
+sb.run_many([TestJob(code, tests), ...], max_workers=4)
 """
 
 from __future__ import annotations
@@ -135,7 +135,9 @@ class Sandbox:
             return self._run_stdio(code, lang, cases, limits, stop_on_first_failure)
         raise ValueError(f"mode must be 'assert' or 'stdio', got {mode!r}")
 
-    def run_many(self, jobs: Sequence[Job | Mapping[str, Any]], *, max_workers: int | None = None) -> list[ExecResult | TestReport]:
+    def run_many(
+        self, jobs: Sequence[Job | Mapping[str, Any]], *, max_workers: int | None = None
+    ) -> list[ExecResult | TestReport]:
         """Run ``jobs`` with at most ``max_workers`` at once; results in job order.
 
         A job whose arguments are invalid yields a ``sandbox_error`` result
@@ -177,7 +179,13 @@ class Sandbox:
     def _execute(self, spec: RunSpec, *, stdin: str = "", **kwargs: Any) -> ExecResult:
         spec.ro_binds = [*spec.ro_binds, *self.ro_binds]
         return to_exec_result(
-            execute(isolation=self.isolation, cgroups=self.cgroups, spec=spec, stdin=stdin.encode("utf-8", "surrogatepass"), **kwargs)
+            execute(
+                isolation=self.isolation,
+                cgroups=self.cgroups,
+                spec=spec,
+                stdin=stdin.encode("utf-8", "surrogatepass"),
+                **kwargs,
+            )
         )
 
     def _compile(self, code: str) -> tuple[bytes | None, ExecResult]:
@@ -231,7 +239,9 @@ class Sandbox:
         results: list[TestResult] = []
         for i, (stdin, expected) in enumerate(cases):
             if stop and results and not results[-1].passed:
-                results.append(TestResult(index=i, passed=False, status="not_run", message="not run: stopped after a failure"))
+                results.append(
+                    TestResult(index=i, passed=False, status="not_run", message="not run: stopped after a failure")
+                )
                 continue
             spec = self.cpp.binary_spec(binary, limits) if lang == "cpp" else self.python.script_spec(code, limits)
             run = self._execute(spec, stdin=stdin)
@@ -254,7 +264,9 @@ def _stdio_result(index: int, run: ExecResult, expected: str) -> TestResult:
 
 def _report(results: list[TestResult], runs: list[ExecResult]) -> TestReport:
     status = next((r.status for r in runs if r.status != "ok"), "ok")
-    return TestReport(passed=sum(r.passed for r in results), total=len(results), results=results, status=status, runs=runs)
+    return TestReport(
+        passed=sum(r.passed for r in results), total=len(results), results=results, status=status, runs=runs
+    )
 
 
 def _error_result(message: str) -> ExecResult:

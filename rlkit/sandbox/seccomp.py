@@ -39,17 +39,18 @@ _BLOCKED = (
     "reboot", "swapon", "swapoff", "syslog", "acct", "quotactl",
 )  # fmt: skip
 
-# System call numbers from asm/unistd_64.h (x86-64) and asm-generic/unistd.h (aarch64).
-_X86_64 = dict(zip(_BLOCKED + ("clone", "clone3"), (
+_NAMES = _BLOCKED + ("clone", "clone3")
+# System call numbers from asm/unistd_64.h (x86-64) and asm-generic/unistd.h (aarch64), in _NAMES order.
+_X86_64 = dict(zip(_NAMES, (
     101, 310, 311, 438, 165, 166, 155, 161, 272, 308, 430, 431, 432, 433, 429, 428, 442,
     250, 248, 249, 321, 298, 323, 425, 426, 427, 304, 246, 320, 175, 313, 176,
     169, 167, 168, 103, 163, 179, 56, 435,
-)))  # fmt: skip
-_AARCH64 = dict(zip(_BLOCKED + ("clone", "clone3"), (
+), strict=True))  # fmt: skip
+_AARCH64 = dict(zip(_NAMES, (
     117, 270, 271, 438, 40, 39, 41, 51, 97, 268, 430, 431, 432, 433, 429, 428, 442,
     219, 217, 218, 280, 241, 282, 425, 426, 427, 265, 104, 294, 105, 273, 106,
     142, 224, 225, 116, 89, 60, 220, 435,
-)))  # fmt: skip
+), strict=True))  # fmt: skip
 
 # AUDIT_ARCH_* (linux/audit.h): EM_* | 64BIT | LE
 _ARCHES = {"x86_64": (0xC000003E, _X86_64), "aarch64": (0xC00000B7, _AARCH64)}

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from rlkit.sandbox.results import ExecResult, TestResult
 
+
 @dataclass
 class ChannelEvents:
     """What the evaluator reported for one run."""
@@ -111,7 +112,7 @@ def stdio_matches(actual: str, expected: str) -> bool:
 def stdio_difference(actual: str, expected: str) -> str:
     """A one-line description of the first differing line."""
     got, want = _lines(actual), _lines(expected)
-    for n, (g, w) in enumerate(zip(got, want), start=1):
+    for n, (g, w) in enumerate(zip(got, want, strict=False), start=1):
         if g != w:
             return f"line {n}: expected {w[:200]!r}, got {g[:200]!r}"
     return f"expected {len(want)} line(s), got {len(got)}"

@@ -21,7 +21,9 @@ def fenced(code: str, tag: str = "python") -> str:
 
 
 def test_extraction_prefers_blocks_of_the_language():
-    completion = f"Try this:\n{fenced('print(1)')}\nor rather\n{fenced('int main(){}', 'cpp')}\n{fenced('print(2)', '')}\nDone."
+    completion = (
+        f"Try this:\n{fenced('print(1)')}\nor rather\n{fenced('int main(){}', 'cpp')}\n{fenced('print(2)', '')}\nDone."
+    )
     assert extract_program(completion, language="python") == "print(2)\n"
     assert extract_program("```py\nx = 1\n  ```\n", language="python") == "x = 1\n"  # indented closing fence
     assert extract_program(completion, language="python", extract="first_block") == "print(1)\n"
@@ -35,7 +37,10 @@ def test_extraction_prefers_blocks_of_the_language():
 
 def test_sample_test_formats():
     assert sample_tests({"tests": ["assert f()"]}) == (["assert f()"], "assert")
-    assert sample_tests({"tests": [{"input": "1", "output": "2", "extra": 0}]}) == ([{"input": "1", "output": "2"}], "stdio")
+    assert sample_tests({"tests": [{"input": "1", "output": "2", "extra": 0}]}) == (
+        [{"input": "1", "output": "2"}],
+        "stdio",
+    )
     tests, mode = sample_tests({"test": "def check(candidate):\n    assert candidate(1)\n", "entry_point": "f"})
     assert mode == "assert" and tests[0].endswith("check(f)\n")
     for bad in ({"tests": []}, {"tests": "assert 1"}, {"tests": ["assert 1", {"input": "", "output": ""}]}, {}):
@@ -50,8 +55,6 @@ def test_parameters_are_checked_by_the_registry():
 
 
 # ---------------------------------------------------------------- scoring in the sandbox
-
-
 
 
 @requires_bwrap
@@ -72,7 +75,7 @@ def test_stdio_tests_in_python_and_cpp():
     reward = get_reward("code_tests")
     sample = {"tests": [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4", "output": "6"}]}
     assert reward(fenced("a, b = map(int, input().split())\nprint(a + b)\n"), sample).score == 1.0
-    cpp = "#include <cstdio>\nint main() { long a, b; scanf(\"%ld %ld\", &a, &b); printf(\"%ld\\n\", a + b); }\n"
+    cpp = '#include <cstdio>\nint main() { long a, b; scanf("%ld %ld", &a, &b); printf("%ld\\n", a + b); }\n'
     result = reward(fenced(cpp, "cpp"), {**sample, "language": "cpp"})
     assert result.score == 1.0 and result.info["language"] == "cpp" and result.info["mode"] == "stdio"
 
@@ -81,7 +84,7 @@ def test_stdio_tests_in_python_and_cpp():
 def test_humaneval_row_with_a_body_only_completion():
     reward = get_reward("code_tests")
     row = {
-        "prompt": "def double(x):\n    \"\"\"Twice x.\"\"\"\n",
+        "prompt": 'def double(x):\n    """Twice x."""\n',
         "test": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(-1) == -2\n",
         "entry_point": "double",
     }
@@ -113,7 +116,9 @@ def test_sandbox_failure_is_an_error_not_a_score(monkeypatch):
         def run_tests(self, *args, **kwargs):
             from rlkit.sandbox import ExecResult, TestReport, TestResult
 
-            run = ExecResult(status="sandbox_error", returncode=None, stdout="", stderr="bwrap: no permission", time_s=0)
+            run = ExecResult(
+                status="sandbox_error", returncode=None, stdout="", stderr="bwrap: no permission", time_s=0
+            )
             results = [TestResult(index=0, passed=False, status="sandbox_error")]
             return TestReport(passed=0, total=1, results=results, status="sandbox_error", runs=[run])
 

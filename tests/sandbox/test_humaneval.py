@@ -36,14 +36,14 @@ def _jobs(problems: list[dict], solution) -> list[TestJob]:
 def test_all_canonical_solutions_pass(sandbox, problems):
     assert len(problems) == 164
     reports = sandbox.run_many(_jobs(problems, lambda p: p["prompt"] + p["canonical_solution"]), max_workers=2)
-    failed = {p["task_id"]: r.results[0].message for p, r in zip(problems, reports) if not r.all_passed}
+    failed = {p["task_id"]: r.results[0].message for p, r in zip(problems, reports, strict=True) if not r.all_passed}
     assert failed == {}
     print(f"HumanEval canonical: {sum(r.all_passed for r in reports)}/164 passed")
 
 
 def test_a_wrong_solution_fails_every_problem(sandbox, problems):
     reports = sandbox.run_many(_jobs(problems, lambda p: p["prompt"] + "    return None\n"), max_workers=2)
-    passed = [p["task_id"] for p, r in zip(problems, reports) if r.passed]
+    passed = [p["task_id"] for p, r in zip(problems, reports, strict=True) if r.passed]
     assert passed == []
     assert all(r.results[0].status in ("failed", "error") for r in reports)
     print(f"HumanEval wrong solutions: {sum(not r.passed for r in reports)}/164 failed")

@@ -12,7 +12,13 @@ from rlkit.sandbox import IsolatedProcess, Limits
 
 pytestmark = requires_bwrap
 
-REPL = ["/usr/bin/python3", "-I", "-u", "-c", "import sys\nfor line in sys.stdin:\n    print(repr(eval(line)), flush=True)"]
+REPL = [
+    "/usr/bin/python3",
+    "-I",
+    "-u",
+    "-c",
+    "import sys\nfor line in sys.stdin:\n    print(repr(eval(line)), flush=True)",
+]
 
 
 def ask(proc: IsolatedProcess, expr: str) -> str:
@@ -40,7 +46,9 @@ def test_read_only_and_read_write_binds(tmp_path):
     for d in (tmp_path, toolchain):
         d.chmod(0o755)
     owner = os.stat(scratch).st_uid
-    with IsolatedProcess(REPL, ro_binds=[(str(toolchain), "/opt/tool")], rw_binds=[str(scratch)], cwd=str(scratch)) as p:
+    with IsolatedProcess(
+        REPL, ro_binds=[(str(toolchain), "/opt/tool")], rw_binds=[str(scratch)], cwd=str(scratch)
+    ) as p:
         assert ask(p, "open('/opt/tool/lib.txt').read()") == "'library'"
         assert ask(p, "__import__('os').access('/opt/tool', __import__('os').W_OK)") == "False"
         assert ask(p, "open('out.txt', 'w').write('made inside')") == "11"
@@ -64,7 +72,10 @@ def test_read_timeouts_end_of_output_and_stderr():
 
 
 def test_close_kills_the_whole_tree():
-    code = "import os, time, sys\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\nprint('ready', flush=True)\ntime.sleep(60)"
+    code = (
+        "import os, time, sys\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+        "print('ready', flush=True)\ntime.sleep(60)"
+    )
     proc = IsolatedProcess(["/usr/bin/python3", "-c", code], limits=Limits(nproc=8))
     assert proc.readline(timeout_s=10) == b"ready\n"
     assert len(sandbox_processes()) == 2

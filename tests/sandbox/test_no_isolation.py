@@ -44,5 +44,5 @@ def test_programs_and_tests_still_run_with_limits(unisolated, tmp_path):
 
 
 def test_cpp_compiles_in_a_private_temp_dir(unisolated):
-    res = unisolated.run("#include <cstdio>\nint main() { puts(\"built\"); }", language="cpp")
+    res = unisolated.run('#include <cstdio>\nint main() { puts("built"); }', language="cpp")
     assert (res.status, res.stdout) == ("ok", "built\n")

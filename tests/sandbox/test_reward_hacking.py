@@ -85,7 +85,10 @@ def test_patching_builtins_and_assertion_error_changes_nothing(sandbox):
 
 def test_patching_modules_changes_nothing(sandbox):
     code = "import math\nmath.isclose = lambda *a, **k: True\nmath.fabs = lambda x: 0.0\ndef add(a, b): return 42.0\n"
-    tests = ["import math\nassert math.isclose(add(0.1, 0.2), 0.3)", "import math\nassert math.fabs(add(1, 1) - 2) < 1e-9"]
+    tests = [
+        "import math\nassert math.isclose(add(0.1, 0.2), 0.3)",
+        "import math\nassert math.fabs(add(1, 1) - 2) < 1e-9",
+    ]
     assert passed(sandbox, code, tests)[0] == 0
 
 
@@ -138,7 +141,8 @@ def test_program_cannot_read_the_expected_answers(sandbox):
         "    return hits\n"
         "def add(a, b):\n"
         "    found = scan()\n"
-        "    for path in ('/proc/%d/mem' % os.getppid(), '/proc/%d/environ' % os.getppid(), '/proc/%d/fd/0' % os.getppid()):\n"
+        "    parent = os.getppid()\n"
+        "    for path in ('/proc/%d/mem' % parent, '/proc/%d/environ' % parent, '/proc/%d/fd/0' % parent):\n"
         "        try: open(path, 'rb').read(1); found += 1000\n"
         "        except OSError: pass\n"
         "    return found\n"
@@ -189,7 +193,10 @@ def test_forged_arithmetic_does_not_pass_a_tolerance_check(sandbox):
 
 
 def test_always_true_containment_does_not_pass(sandbox):
-    code = "class All:\n    def __contains__(self, x): return True\n    def __iter__(self): return iter([])\ndef add(a, b): return All()\n"
+    code = (
+        "class All:\n    def __contains__(self, x): return True\n    def __iter__(self): return iter([])\n"
+        "def add(a, b): return All()\n"
+    )
     assert passed(sandbox, code, ["assert 3 in add(1, 2)"])[0] == 0
 
 

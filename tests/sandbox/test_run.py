@@ -81,7 +81,8 @@ def test_cpp_runtime_errors(sandbox):
     assert sandbox.run("int main() { return 4; }", language="cpp").returncode == 4
     res = sandbox.run("#include <cstdlib>\nint main() { abort(); }", language="cpp")
     assert (res.status, res.returncode) == ("runtime_error", -6)
-    res = sandbox.run("#include <vector>\nint main() { std::vector<char> v; while (true) v.resize(v.size() * 2 + (1 << 20)); }",
+    grow = "#include <vector>\nint main() { std::vector<char> v; while (true) v.resize(v.size() * 2 + (1 << 20)); }"
+    res = sandbox.run(grow,
                       language="cpp")  # fmt: skip
     assert res.status == "memory_limit"
 
@@ -97,7 +98,7 @@ def test_run_many_keeps_order_and_isolates_failures(sandbox):
     ]
     results = sandbox.run_many(jobs, max_workers=2)
     assert [type(r) for r in results] == [ExecResult, ExecResult, ExecResult, TestReport, ExecResult, ExecResult]
-    assert [getattr(r, "status") for r in results] == ["ok", "timeout", "runtime_error", "ok", "sandbox_error", "ok"]
+    assert [r.status for r in results] == ["ok", "timeout", "runtime_error", "ok", "sandbox_error", "ok"]
     assert results[0].stdout == "1\n" and results[5].stdout == "3\n" and results[3].passed == 1
     assert "unsupported language 'cobol'" in results[4].stderr
 
@@ -124,7 +125,9 @@ def test_custom_ro_binds_are_visible_read_only(tmp_path):
     (tmp_path / "data.txt").write_text("shared data\n")
     tmp_path.chmod(0o755)  # programs run as an unprivileged uid: bound paths must be world-readable
     sb = Sandbox(ro_binds=[(str(tmp_path), "/data")])
-    res = sb.run("print(open('/data/data.txt').read(), end='')\ntry: open('/data/new', 'w')\nexcept OSError as e: print(e.errno)")
+    res = sb.run(
+        "print(open('/data/data.txt').read(), end='')\ntry: open('/data/new', 'w')\nexcept OSError as e: print(e.errno)"
+    )
     assert res.stdout == "shared data\n30\n"  # EROFS
     with pytest.raises(FileNotFoundError, match="ro_binds path"):
         Sandbox(ro_binds=["/nonexistent/rlkit"])

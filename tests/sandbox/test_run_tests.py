@@ -29,7 +29,9 @@ def test_per_test_results_with_messages(sandbox):
 
 def test_stop_on_first_failure_skips_the_rest(sandbox):
     code = "def f(x): return x"
-    report = sandbox.run_tests(code, ["assert f(1) == 1", "assert f(2) == 3", "assert f(3) == 3"], stop_on_first_failure=True)
+    report = sandbox.run_tests(
+        code, ["assert f(1) == 1", "assert f(2) == 3", "assert f(3) == 3"], stop_on_first_failure=True
+    )
     assert statuses(report) == ["passed", "failed", "not_run"]
 
 
@@ -142,12 +144,14 @@ def test_stdio_cases_are_compared_line_by_line(sandbox):
 
 
 def test_stdio_judge_keeps_inner_whitespace_significant(sandbox):
-    report = sandbox.run_tests("print('1  2')", [{"input": "", "output": "1 2"}, {"input": "", "output": "1  2   "}], mode="stdio")
+    report = sandbox.run_tests(
+        "print('1  2')", [{"input": "", "output": "1 2"}, {"input": "", "output": "1  2   "}], mode="stdio"
+    )
     assert statuses(report) == ["failed", "passed"]
 
 
 def test_stdio_cpp_compiles_once(sandbox):
-    code = "#include <cstdio>\nint main() { int n; if (scanf(\"%d\", &n) != 1) return 1; printf(\"%d\\n\", n * n); }"
+    code = '#include <cstdio>\nint main() { int n; if (scanf("%d", &n) != 1) return 1; printf("%d\\n", n * n); }'
     cases = [{"input": str(n), "output": str(n * n)} for n in range(4)] + [{"input": "", "output": "0"}]
     report = sandbox.run_tests(code, cases, language="cpp", mode="stdio")
     assert statuses(report) == ["passed"] * 4 + ["runtime_error"]

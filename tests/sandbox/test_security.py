@@ -401,8 +401,10 @@ def test_no_capabilities_and_no_way_back_to_root(sandbox):
     code = (
         "import os\n"
         "status = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines())\n"
-        "print(*[status[k].strip() for k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs', 'Seccomp')])\n"
-        "for call in (lambda: os.setuid(0), lambda: os.setgid(0), lambda: os.setgroups([0]), lambda: os.chroot('/tmp')):\n"
+        "keys = ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs', 'Seccomp')\n"
+        "print(*[status[k].strip() for k in keys])\n"
+        "calls = (lambda: os.setuid(0), lambda: os.setgid(0), lambda: os.setgroups([0]), lambda: os.chroot('/tmp'))\n"
+        "for call in calls:\n"
         "    try: call(); print('GAINED')\n"
         "    except OSError as e: print('denied', e.errno)\n"
         "import subprocess\n"
@@ -435,7 +437,10 @@ def test_namespaces_mounts_and_risky_syscalls_are_denied(sandbox):
 
 def test_other_runs_are_out_of_reach_in_a_batch(sandbox):
     victim = "import time\ntime.sleep(0.8)\nprint('survived')"
-    attacker = "import os, signal\nfor pid in range(2, 200):\n    try: os.kill(pid, signal.SIGKILL)\n    except OSError: pass\nos.kill(-1, 9)"
+    attacker = (
+        "import os, signal\nfor pid in range(2, 200):\n    try: os.kill(pid, signal.SIGKILL)\n"
+        "    except OSError: pass\nos.kill(-1, 9)"
+    )
     jobs = [{"code": victim, "limits": FAST}, {"code": attacker, "limits": FAST}]
     victim_res, attacker_res = sandbox.run_many(jobs, max_workers=2)
     assert victim_res.status == "ok" and victim_res.stdout == "survived\n"
@@ -471,7 +476,7 @@ def test_cpp_compile_time_bomb_is_bounded(cpp_sandbox):
         "template<> struct F<0> { static constexpr long v = 0; };\n"
         "template<> struct F<1> { static constexpr long v = 1; };\n"
         "constexpr long spin(long n) { long s = 0; for (long i = 0; i < n; ++i) s += i % 7; return s; }\n"
-        "static_assert(spin(1L << 40) != 1, \"\");\n"
+        'static_assert(spin(1L << 40) != 1, "");\n'
         "int main() { return F<60>::v; }\n"
     )
     start = time.monotonic()
@@ -490,7 +495,8 @@ def test_cpp_include_of_an_endless_device_is_bounded(cpp_sandbox):
 def test_cpp_program_runs_with_the_same_isolation(cpp_sandbox, canary):
     code = (
         "#include <cstdio>\n#include <unistd.h>\n"
-        f'int main() {{ FILE* f = fopen("{canary.secret_file}", "r"); printf("%d %d\\n", f != nullptr, getuid() != 0); }}'
+        f'int main() {{ FILE* f = fopen("{canary.secret_file}", "r");\n'
+        '  printf("%d %d\\n", f != nullptr, getuid() != 0); }'
     )
     res = cpp_sandbox.run(code, language="cpp")
     assert res.status == "ok" and res.stdout == "0 1\n"

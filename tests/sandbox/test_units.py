@@ -53,7 +53,10 @@ def test_results_round_trip_through_dicts():
     report = TestReport(
         passed=1,
         total=2,
-        results=[TestResult(index=0, passed=True, status="passed"), TestResult(index=1, passed=False, status="timeout")],
+        results=[
+            TestResult(index=0, passed=True, status="passed"),
+            TestResult(index=1, passed=False, status="timeout"),
+        ],
         status="timeout",
         runs=[run],
     )
@@ -180,3 +183,35 @@ def test_jobs_from_dicts():
         job_from_dict({"code": "x", "stdn": ""})
     with pytest.raises(ValueError, match="job kind must be 'run' or 'tests'"):
         job_from_dict({"code": "x", "kind": "compile"})
+
+
+# ---------------------------------------------------------------- harness wire format
+
+
+def test_wire_round_trips_exact_builtin_types():
+    from rlkit.sandbox._wire import decode, dumps, encode, loads
+
+    value = [None, True, 1, -2.5, "é\udc80", b"\x00", bytearray(b"b"), (1, (2,)), {1: {"k"}}, frozenset({3}), 2j,
+             10**5000, float("inf")]  # fmt: skip
+    back = decode(loads(dumps(encode(value, None))), remote=None)
+    assert back == value and [type(v) for v in back] == [type(v) for v in value]
+
+
+def test_wire_turns_other_objects_into_handles_and_rejects_malformed_input():
+    from rlkit.sandbox._wire import ProgramDied, decode, encode, loads
+
+    class Int(int):
+        pass
+
+    handles = []
+    encoded = encode([Int(3), object()], lambda v: handles.append(v) or {"h": len(handles), "n": type(v).__name__})
+    assert encoded == [{"h": 1, "n": "Int"}, {"h": 2, "n": "object"}]
+    assert decode(encoded, remote=lambda key, name: (key, name)) == [(1, "Int"), (2, "object")]
+    with pytest.raises(TypeError, match="cannot be passed to the program"):
+        encode(object(), None)
+    for bad in ({"x": 1}, {"t": [1], "d": []}, {"h": "1"}, {"m": "antigravity"}):
+        with pytest.raises(ProgramDied, match="malformed value"):
+            decode(bad, remote=lambda key, name: None)
+    for text in ("[1,", "{} {}", "\xff"):
+        with pytest.raises(ValueError):
+            loads(text.encode("latin-1") if text == "\xff" else text)
