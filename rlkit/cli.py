@@ -39,6 +39,25 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from rlkit.config import ConfigError
+    from rlkit.submit import submit_job, wait_for_job
+
+    try:
+        job_id = submit_job(args.config, args.overrides, address=args.address, working_dir=args.working_dir,
+                            print_config=args.print_config)
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"submitted {job_id} to {args.address}")
+    if not args.wait:
+        return 0
+    status, logs = wait_for_job(args.address, job_id)
+    print(logs)
+    print(f"job {job_id}: {status}")
+    return 0 if status == "SUCCEEDED" else 1
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from rlkit.sandbox.cli import main as sandbox_main
 
@@ -65,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", type=int, default=4, help="sampled completions per prompt (default 4)")
     ev.add_argument("--offset", type=int, default=0, help="first row to use (default 0)")
     ev.set_defaults(func=_eval)
+
+    submit = sub.add_parser("submit", help="run a training config as a job on a Ray cluster",
+                            description="Validate CONFIG locally, then submit `rlkit train CONFIG ...` through the "
+                                        "Ray Jobs API, shipping --working-dir (default: .) with it.")
+    submit.add_argument("config")
+    submit.add_argument("overrides", nargs="*", metavar="key.path=value")
+    submit.add_argument("--address", required=True, help="the cluster's dashboard URL, e.g. http://head:8265")
+    submit.add_argument("--working-dir", default=".", help="folder shipped to the job (must contain CONFIG)")
+    submit.add_argument("--wait", action="store_true", help="wait for the job and print its logs")
+    submit.add_argument("--print-config", action="store_true", help="the job only prints the resolved config")
+    submit.set_defaults(func=_submit)
 
     sandbox = sub.add_parser("sandbox", help="sandboxed code execution service (rlkit sandbox serve --help)",
                              add_help=False)

@@ -18,19 +18,22 @@ ENGINE_ENV = {"VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"
 
 
 def init_ray(cfg: ExperimentConfig) -> None:
+    """Join the configured cluster, the one a Ray job runs in (``RAY_ADDRESS``), or start a local Ray."""
     import ray
 
     if ray.is_initialized():
         return
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address, log_to_driver=True)
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
         return
     # Ray starts workers at niceness 15; rollout and learner actors are the run's
     # main work and must not lose the CPU to anything else on the machine.
     os.environ.setdefault("RAY_worker_niceness", "0")
     # Actors ask for 0 CPUs on the CPU path and set their thread counts explicitly:
     # generation and training alternate, so they time-share the same cores.
-    ray.init(num_cpus=cfg.ray.num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
+    # address="local": never attach to a cluster some other `ray start` left running.
+    ray.init(address="local", num_cpus=cfg.ray.num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
 
 
 def start_engines(cfg: ExperimentConfig, model_path: str) -> list:
