@@ -72,7 +72,7 @@ class RunCgroup:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            time.sleep(0.002)
+            time.sleep(0.0005)
 
     def remove(self) -> None:
         """Kill what is left and delete the group's directories."""

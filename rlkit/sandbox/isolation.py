@@ -21,9 +21,11 @@ before the program starts, so they bind the program and not bwrap.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
+import subprocess
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ _LIMITS_SCRIPT = (
     '&& ulimit -f "$4" && ulimit -n "$5" && ulimit -c 0 && shift 5 && exec "$@"'
 )
 _UID_RANGE = (1_000_000_000, 2_000_000_000)
+_MIN_BWRAP = (0, 8)
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -128,6 +131,12 @@ class Isolation:
                 f"bubblewrap ({bwrap or 'bwrap'!r}) was not found, so untrusted code cannot be isolated. "
                 "Install it (Debian/Ubuntu: apt-get install bubblewrap), pass bwrap='/path/to/bwrap', "
                 "or opt in to running WITHOUT isolation with isolation='none'."
+            )
+        version = _bwrap_version(self.bwrap)
+        if version < _MIN_BWRAP:
+            raise SandboxUnavailableError(
+                f"{self.bwrap} is bubblewrap {'.'.join(map(str, version))}; rlkit needs "
+                f"{'.'.join(map(str, _MIN_BWRAP))} or newer (--size for the work dir, --disable-userns)"
             )
         if self.privileged and not self.setpriv:
             raise SandboxUnavailableError(
@@ -250,6 +259,16 @@ def _root_filesystem() -> list[str]:
     for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives"):
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     return args
+
+
+@functools.cache
+def _bwrap_version(path: str) -> tuple[int, ...]:
+    """``bwrap --version`` as numbers, e.g. (0, 8, 0); (0,) when it cannot be read."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, env={}).stdout
+        return tuple(int(part) for part in out.split()[-1].split("."))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return (0,)
 
 
 def memfd(content: bytes) -> int:

@@ -46,3 +46,11 @@ def test_programs_and_tests_still_run_with_limits(unisolated, tmp_path):
 def test_cpp_compiles_in_a_private_temp_dir(unisolated):
     res = unisolated.run('#include <cstdio>\nint main() { puts("built"); }', language="cpp")
     assert (res.status, res.stdout) == ("ok", "built\n")
+
+
+def test_too_old_bwrap_is_refused(tmp_path):
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho bubblewrap 0.6.1\n")
+    fake.chmod(0o755)
+    with pytest.raises(SandboxUnavailableError, match="is bubblewrap 0.6.1; rlkit needs 0.8 or newer"):
+        Sandbox(bwrap=str(fake))
