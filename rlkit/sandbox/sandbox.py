@@ -143,6 +143,7 @@ class Sandbox:
         A job whose arguments are invalid yields a ``sandbox_error`` result
         naming the problem instead of failing the whole batch.
         """
+        jobs = list(jobs)
         workers = max(1, min(max_workers or self.max_workers, len(jobs) or 1))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlkit-sandbox") as pool:
             return list(pool.map(self.run_job, jobs))
