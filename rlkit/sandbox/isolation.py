@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,8 +198,6 @@ class Isolation:
         return Prepared(argv=args, pass_fds=fds + list(spec.pass_fds), cwd=None, uid=uid, cleanup_fds=fds)
 
     def _prepare_none(self, spec: RunSpec) -> Prepared:
-        import tempfile
-
         work = Path(tempfile.mkdtemp(prefix="rlkit-sandbox-"))
         for dest, (content, mode) in spec.files.items():
             path = work / Path(dest).relative_to(WORK_DIR)
