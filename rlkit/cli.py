@@ -6,14 +6,24 @@ import argparse
 import sys
 
 
-def _train(args: argparse.Namespace) -> int:
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _load(args: argparse.Namespace):
+    """The validated config, or exit 2 with every bad key listed (before anything starts)."""
     from rlkit.config import ConfigError, load_config
 
     try:
-        config = load_config(args.config, overrides=args.overrides)
+        return load_config(args.config, overrides=args.overrides)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise _Exit(2) from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = _load(args)
     if args.print_config:
         print(config.to_yaml())
         return 0
@@ -26,13 +36,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rlkit.config import ConfigError, load_config
-
-    try:
-        config = load_config(args.config, overrides=args.overrides)
-    except (ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = _load(args)
     from rlkit.evaluate import evaluate
 
     print(evaluate(config, num_prompts=args.prompts, samples=args.samples, offset=args.offset))
@@ -105,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _Exit as done:
+        return done.code
 
 
 if __name__ == "__main__":

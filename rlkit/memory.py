@@ -1,8 +1,11 @@
-"""Peak resident memory of a run: the driver plus every Ray worker process on this node.
+"""Peak memory of a run: the driver plus every Ray worker process on this node.
 
 Ray actors are not children of the driver, so ``getrusage`` misses them; a
-background thread samples the summed RSS (shared pages counted once per
-process, so this over-counts shared libraries: an upper bound).
+background thread samples ``/proc/<pid>/status`` (cheap, unlike smaps) and
+sums each process's private memory (``RssAnon``: weights, activations,
+optimizer state, KV cache) plus the largest shared-memory set (the weight-sync
+file, mapped by learner and engines alike) and the largest file-backed set
+(shared libraries), each counted once.
 """
 
 from __future__ import annotations
@@ -23,20 +26,34 @@ def run_processes() -> list[psutil.Process]:
     return procs
 
 
+def _status_kib(pid: int) -> dict[str, int]:
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                key, value = line.split(":", 1)
+                fields[key] = int(value.split()[0])
+    return fields
+
+
 def total_rss_bytes() -> int:
-    total = 0
+    """Private resident memory of the run's processes plus the largest shared and file-backed sets."""
+    private, largest_shmem, largest_file = 0, 0, 0
     for proc in run_processes():
         try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            kib = _status_kib(proc.pid)
+        except OSError:
             continue
-    return total
+        private += kib.get("RssAnon", 0)
+        largest_shmem = max(largest_shmem, kib.get("RssShmem", 0))
+        largest_file = max(largest_file, kib.get("RssFile", 0))
+    return (private + largest_shmem + largest_file) * 1024
 
 
 class PeakMemoryMonitor:
     """Samples :func:`total_rss_bytes` every ``interval_s`` and keeps the peak since the last ``take_peak``."""
 
-    def __init__(self, interval_s: float = 0.5) -> None:
+    def __init__(self, interval_s: float = 1.0) -> None:
         self.interval_s = interval_s
         self._peak = 0
         self._run_peak = 0

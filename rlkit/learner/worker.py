@@ -95,9 +95,12 @@ class LearnerWorker:
         policy = CausalLMPolicy(hf).to(self.device)
         # Master weights stay fp32; bf16/fp16 applies to compute only.
         mp = MixedPrecisionPolicy(param_dtype=_DTYPES[model_cfg.dtype], reduce_dtype=torch.float32)
+        # With one rank a "shard" is the whole tensor: resharding after forward would
+        # only re-gather the same weights for backward.
+        reshard = self.world_size > 1
         for layer in policy.decoder_layers:
-            fully_shard(layer, mp_policy=mp)
-        fully_shard(policy, mp_policy=mp)
+            fully_shard(layer, mp_policy=mp, reshard_after_forward=reshard)
+        fully_shard(policy, mp_policy=mp, reshard_after_forward=reshard)
         if not trainable:
             policy.requires_grad_(False)
             policy.eval()
