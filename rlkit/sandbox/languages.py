@@ -17,6 +17,7 @@ from typing import Literal, Sequence
 
 from rlkit.sandbox.isolation import WORK_DIR, RunSpec
 from rlkit.sandbox.limits import Limits
+from rlkit.sandbox.process import CHANNEL_FD, INPUT_FDS
 
 Language = Literal["python", "cpp"]
 LANGUAGES: tuple[str, ...] = ("python", "cpp")
@@ -81,17 +82,16 @@ class PythonRuntime:
             ro_binds=list(self.binds),
         )
 
-    def harness_spec(self, *, limits: Limits, code_fd: int, tests_fd: int, channel: str) -> RunSpec:
-        """Run the assert-mode harness (`rlkit.sandbox._harness`) on inherited descriptors.
+    def harness_spec(self, *, limits: Limits) -> RunSpec:
+        """Run the assert-mode harness (`rlkit.sandbox._harness`): code and tests arrive on input pipes.
 
         Always ``-I -S``: the trusted evaluator never loads site-packages; the
         program process adds them to ``sys.path`` itself (without .pth files).
         """
         return RunSpec(
-            argv=[self.executable, "-I", "-S", HARNESS_PATH, str(code_fd), str(tests_fd), channel],
+            argv=[self.executable, "-I", "-S", HARNESS_PATH, INPUT_FDS[0], INPUT_FDS[1], CHANNEL_FD],
             limits=limits,
             ro_binds=[*self.binds, *HARNESS_FILES],
-            pass_fds=[code_fd, tests_fd],
             split_gid=True,
         )
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 from rlkit.sandbox.cgroups import Cgroups, RunCgroup
 from rlkit.sandbox.isolation import Isolation, Prepared, RunSpec
@@ -24,6 +25,7 @@ _JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done
 _JOIN_FAILED = 125
 _READ_CHUNK = 1 << 16
 CHANNEL_FD = "@channel_fd@"  # placeholder in RunSpec.argv for the result channel's descriptor
+INPUT_FDS = tuple(f"@input_fd_{i}@" for i in range(4))  # placeholders for input pipes' descriptors
 _EXIT_GRACE_S = 1.0  # after the program exits, how long its output may still drain
 
 
@@ -68,67 +70,125 @@ def execute(
     cgroups: Cgroups,
     spec: RunSpec,
     stdin: bytes = b"",
+    inputs: Sequence[bytes] = (),
     channel_cap: int | None = None,
     stdout_cap: int | None = None,
 ) -> RawOutcome:
-    """Run ``spec`` to completion; with ``channel_cap``, also collect a result channel.
+    """Run ``spec`` to completion (`start` then `finish`)."""
+    started = start(
+        isolation=isolation, cgroups=cgroups, spec=spec, n_inputs=len(inputs), channel_cap=channel_cap,
+        stdout_cap=stdout_cap,
+    )  # fmt: skip
+    return started if isinstance(started, RawOutcome) else started.finish(stdin=stdin, inputs=inputs)
 
-    The channel is a pipe whose write end the program inherits; its number
-    replaces `CHANNEL_FD` in ``spec.argv``. ``stdout_cap`` overrides the
-    stdout byte cap (default: ``limits.output_kb``).
+
+def start(
+    *,
+    isolation: Isolation,
+    cgroups: Cgroups,
+    spec: RunSpec,
+    n_inputs: int = 0,
+    channel_cap: int | None = None,
+    stdout_cap: int | None = None,
+) -> Started | RawOutcome:
+    """Start ``spec``'s sandbox; it may wait for its inputs until `Started.finish` sends them.
+
+    ``n_inputs`` pipes are made whose read ends the program inherits; their
+    numbers replace ``INPUT_FDS[i]`` in ``spec.argv``. With ``channel_cap``, a
+    result channel is collected too: a pipe whose write end the program
+    inherits as `CHANNEL_FD`. ``stdout_cap`` overrides the stdout byte cap
+    (default: ``limits.output_kb``). A sandbox that cannot start is returned
+    as a finished `RawOutcome` (status ``sandbox_error``).
     """
-    limits = spec.limits
-    chan_r = chan_w = -1
-    if channel_cap is not None:
-        chan_r, chan_w = os.pipe()
-        spec = replace(
-            spec,
-            pass_fds=[*spec.pass_fds, chan_w],
-            argv=[str(chan_w) if a == CHANNEL_FD else a for a in spec.argv],
-        )
-    start = time.monotonic()
+    inputs = [os.pipe() for _ in range(n_inputs)]
+    chan_r, chan_w = os.pipe() if channel_cap is not None else (-1, -1)
+    given = {INPUT_FDS[i]: str(r) for i, (r, _) in enumerate(inputs)}
+    if chan_w >= 0:
+        given[CHANNEL_FD] = str(chan_w)
+    inherited = [r for r, _ in inputs] + ([chan_w] if chan_w >= 0 else [])
+    spec = replace(spec, pass_fds=[*spec.pass_fds, *inherited], argv=[given.get(a, a) for a in spec.argv])
+    began = time.monotonic()
     try:
         spawned = spawn(isolation=isolation, cgroups=cgroups, spec=spec)
     except OSError as e:
-        if chan_r >= 0:
-            os.close(chan_r)
-        return _failed_start(f"could not start the sandbox: {e}", time.monotonic() - start)
+        for fd in [chan_r] + [w for _, w in inputs]:
+            if fd >= 0:
+                os.close(fd)
+        return _failed_start(f"could not start the sandbox: {e}", time.monotonic() - began)
     finally:
-        if chan_w >= 0:
-            os.close(chan_w)
-    proc, group = spawned.proc, spawned.group
-    try:
-        caps = (stdout_cap or limits.output_kb * 1024, limits.output_kb * 1024, channel_cap or 0)
-        streams, timed_out = _pump(proc, stdin, chan_r, limits, caps, start, group)
-    finally:
-        spawned.kill()  # before reaping: an unreaped pid cannot be reused by another process
-        returncode, cpu_s, maxrss = _reap(proc)
-        wall_s = time.monotonic() - start
-        peak = group.peak_memory_bytes() if group is not None else maxrss
-        ooms = group.oom_kills() if group is not None else 0
-        cpu_s = group.cpu_seconds() if group is not None else cpu_s
-        spawned.release()
-        if chan_r >= 0:
-            os.close(chan_r)
-    out, err, chan = streams
-    if returncode == _JOIN_FAILED and group is not None and b"rlkit-join" in err.data:
-        return _failed_start(f"could not join the run's cgroup: {bytes(err.data).decode(errors='replace')}", wall_s)
-    if isolation.mode == "bwrap" and returncode is not None and 128 < returncode <= 128 + 64:
-        returncode = -(returncode - 128)  # bwrap reports a signal-killed program as 128+signal
-    return RawOutcome(
-        returncode=returncode,
-        stdout=bytes(out.data),
-        stderr=bytes(err.data),
-        channel=bytes(chan.data),
-        stdout_truncated=out.exceeded,
-        stderr_truncated=err.exceeded,
-        channel_exceeded=chan.exceeded,
-        timed_out=timed_out,
-        wall_s=wall_s,
-        cpu_s=cpu_s,
-        peak_memory_bytes=peak,
-        oom_kills=ooms,
+        for fd in inherited:
+            os.close(fd)
+    caps = (stdout_cap or spec.limits.output_kb * 1024, spec.limits.output_kb * 1024, channel_cap or 0)
+    input_ws = [w for _, w in inputs]
+    return Started(
+        spawned=spawned, mode=isolation.mode, limits=spec.limits, chan_r=chan_r, input_ws=input_ws, caps=caps
     )
+
+
+@dataclass
+class Started:
+    """A running sandbox waiting for `finish` (which owns it from then on) or `discard`."""
+
+    spawned: Spawned
+    mode: str
+    limits: Limits
+    chan_r: int
+    input_ws: list[int]
+    caps: tuple[int, int, int]
+
+    def alive(self) -> bool:
+        return self.spawned.proc.poll() is None
+
+    def discard(self) -> None:
+        """Kill an unused sandbox and free what it holds."""
+        self.spawned.kill()
+        _reap(self.spawned.proc)
+        self._close()
+
+    def finish(self, *, stdin: bytes = b"", inputs: Sequence[bytes] = ()) -> RawOutcome:
+        """Feed ``stdin`` and ``inputs``, run to the end (``limits.time_s`` from now), collect the outcome."""
+        if len(inputs) != len(self.input_ws):
+            raise ValueError(f"{len(self.input_ws)} inputs expected, got {len(inputs)}")
+        proc, group = self.spawned.proc, self.spawned.group
+        began = time.monotonic()
+        writers = dict(zip(self.input_ws, inputs, strict=True))
+        self.input_ws = []  # _pump closes them
+        try:
+            streams, timed_out = _pump(proc, stdin, writers, self.chan_r, self.limits, self.caps, began, group)
+        finally:
+            self.spawned.kill()  # before reaping: an unreaped pid cannot be reused by another process
+            returncode, cpu_s, maxrss = _reap(proc)
+            wall_s = time.monotonic() - began
+            peak = group.peak_memory_bytes() if group is not None else maxrss
+            ooms = group.oom_kills() if group is not None else 0
+            cpu_s = group.cpu_seconds() if group is not None else cpu_s
+            self._close()
+        out, err, chan = streams
+        if returncode == _JOIN_FAILED and group is not None and b"rlkit-join" in err.data:
+            return _failed_start(f"could not join the run's cgroup: {bytes(err.data).decode(errors='replace')}", wall_s)
+        if self.mode == "bwrap" and returncode is not None and 128 < returncode <= 128 + 64:
+            returncode = -(returncode - 128)  # bwrap reports a signal-killed program as 128+signal
+        return RawOutcome(
+            returncode=returncode,
+            stdout=bytes(out.data),
+            stderr=bytes(err.data),
+            channel=bytes(chan.data),
+            stdout_truncated=out.exceeded,
+            stderr_truncated=err.exceeded,
+            channel_exceeded=chan.exceeded,
+            timed_out=timed_out,
+            wall_s=wall_s,
+            cpu_s=cpu_s,
+            peak_memory_bytes=peak,
+            oom_kills=ooms,
+        )
+
+    def _close(self) -> None:
+        self.spawned.release()
+        for fd in [self.chan_r, *self.input_ws]:
+            if fd >= 0:
+                os.close(fd)
+        self.chan_r, self.input_ws = -1, []
 
 
 @dataclass
@@ -192,6 +252,7 @@ def _create_group(cgroups: Cgroups, spec: RunSpec) -> RunCgroup | None:
 def _pump(
     proc: subprocess.Popen,
     stdin: bytes,
+    writers: dict[int, bytes],
     chan_r: int,
     limits: Limits,
     caps: tuple[int, int, int],
@@ -209,13 +270,15 @@ def _pump(
         sel.register(fd, selectors.EVENT_READ)
     pidfd = os.pidfd_open(proc.pid)
     sel.register(pidfd, selectors.EVENT_READ)
-    pending = memoryview(stdin)
     stdin_fd = proc.stdin.fileno()
-    if pending:
-        os.set_blocking(stdin_fd, False)
-        sel.register(stdin_fd, selectors.EVENT_WRITE)
-    else:
-        proc.stdin.close()
+    pending = {fd: memoryview(data) for fd, data in {stdin_fd: stdin, **writers}.items()}
+    for fd, data in list(pending.items()):
+        if data:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_WRITE)
+        else:
+            _close_writer(proc, fd)
+            del pending[fd]
     deadline = start + limits.time_s
     exited_at: float | None = None
     timed_out = False
@@ -233,15 +296,17 @@ def _pump(
                 if fd == pidfd:
                     exited_at = time.monotonic()
                     sel.unregister(pidfd)
-                elif fd == stdin_fd:
+                elif fd in pending:
                     try:
-                        pending = pending[os.write(fd, pending[:_READ_CHUNK]) :]
-                    except (BrokenPipeError, BlockingIOError) as e:
-                        if isinstance(e, BrokenPipeError):
-                            pending = pending[:0]
-                    if not pending:
+                        pending[fd] = pending[fd][os.write(fd, pending[fd][:_READ_CHUNK]) :]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # the reader is gone; the rest is of no use
+                        pending[fd] = pending[fd][:0]
+                    if not pending[fd]:
                         sel.unregister(fd)
-                        proc.stdin.close()
+                        _close_writer(proc, fd)
+                        del pending[fd]
                 else:
                     try:
                         chunk = os.read(fd, _READ_CHUNK)
@@ -259,14 +324,21 @@ def _pump(
     finally:
         sel.close()
         os.close(pidfd)
-        if not proc.stdin.closed:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
+        for fd in pending:
+            _close_writer(proc, fd)
     if timed_out:
         kill_tree(proc, group)
     return (out, err, chan), timed_out
+
+
+def _close_writer(proc: subprocess.Popen, fd: int) -> None:
+    try:
+        if not proc.stdin.closed and fd == proc.stdin.fileno():
+            proc.stdin.close()
+        else:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def _reap(proc: subprocess.Popen) -> tuple[int | None, float, int]:

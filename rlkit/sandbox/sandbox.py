@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
 from rlkit.sandbox.cgroups import Cgroups, detect_cgroups
-from rlkit.sandbox.isolation import Isolation, IsolationMode, RunSpec, memfd
+from rlkit.sandbox.isolation import Isolation, IsolationMode, RunSpec
 from rlkit.sandbox.jobs import Job, RunJob, TestJob, TestMode, as_job
 from rlkit.sandbox.languages import CppToolchain, PythonRuntime, canonical_language
 from rlkit.sandbox.limits import COMPILE_LIMITS, Limits
-from rlkit.sandbox.process import CHANNEL_FD, execute
+from rlkit.sandbox.process import RawOutcome, Started, execute, start
 from rlkit.sandbox.results import ExecResult, TestReport, TestResult
 from rlkit.sandbox.status import to_exec_result
 from rlkit.sandbox.testing import (
@@ -31,6 +32,7 @@ from rlkit.sandbox.testing import (
     stdio_difference,
     stdio_matches,
 )
+from rlkit.sandbox.warm import WarmPool
 
 _CHANNEL_CAP = 16 << 20
 
@@ -44,6 +46,11 @@ class Sandbox:
     (default ``/usr/bin/python3``); ``ro_binds`` are extra host paths (or
     ``(host, sandbox)`` pairs) programs may read, e.g. a data directory.
     Programs run as an unprivileged uid, so those paths must be world-readable.
+
+    With ``prewarm`` (the default), each assert-mode run starts the sandbox
+    for the next one while it runs: the harness interpreter is up and waiting
+    when the next program arrives (at most one idle sandbox per concurrent
+    caller; `close` stops them, and they die with this process anyway).
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class Sandbox:
         ro_binds: Sequence[str | tuple[str, str]] = (),
         max_workers: int | None = None,
         use_cgroups: bool = True,
+        prewarm: bool = True,
         bwrap: str | None = None,
     ):
         self.limits = limits or Limits()
@@ -74,6 +82,9 @@ class Sandbox:
             if not os.path.exists(src):
                 raise FileNotFoundError(f"ro_binds path {src!r} does not exist")
         self.max_workers = max_workers or os.cpu_count() or 1
+        self.prewarm = prewarm
+        self._warm = WarmPool()
+        weakref.finalize(self, self._warm.close)
 
     def describe(self) -> dict[str, Any]:
         """How programs are isolated here (for logs and the service's /health)."""
@@ -213,19 +224,29 @@ class Sandbox:
     def _run_assert(self, code: str, tests: list[str], limits: Limits, stop: bool) -> TestReport:
         nonce = secrets.token_hex(16)
         job = {"nonce": nonce, "tests": tests, "stop_on_first_failure": stop}
-        code_fd = memfd(code.encode("utf-8", "surrogatepass"))
-        tests_fd = memfd(json.dumps(job).encode())
-        try:
-            spec = self.python.harness_spec(limits=limits, code_fd=code_fd, tests_fd=tests_fd, channel=CHANNEL_FD)
-            spec.ro_binds = [*spec.ro_binds, *self.ro_binds]
-            raw = execute(isolation=self.isolation, cgroups=self.cgroups, spec=spec, channel_cap=_CHANNEL_CAP)
-        finally:
-            os.close(code_fd)
-            os.close(tests_fd)
-        run = to_exec_result(raw)
+        inputs = [code.encode("utf-8", "surrogatepass"), json.dumps(job).encode()]
+        warm = self._warm.take(limits)
+        started = warm or self._start_harness(limits)
+        if self.prewarm:
+            self._warm.add(limits, self._start_harness)  # warms up while this run goes on
+        raw = started if isinstance(started, RawOutcome) else started.finish(inputs=inputs)
         events = parse_channel(raw.channel, nonce=nonce, total=len(tests))
+        if warm is not None and not events.ready:  # the waiting harness died before its input came
+            started = self._start_harness(limits)
+            raw = started if isinstance(started, RawOutcome) else started.finish(inputs=inputs)
+            events = parse_channel(raw.channel, nonce=nonce, total=len(tests))
+        run = to_exec_result(raw)
         results = assert_results(events, run, total=len(tests))
         return _report(results, [run])
+
+    def _start_harness(self, limits: Limits) -> Started | RawOutcome:
+        spec = self.python.harness_spec(limits=limits)
+        spec.ro_binds = [*spec.ro_binds, *self.ro_binds]
+        return start(isolation=self.isolation, cgroups=self.cgroups, spec=spec, n_inputs=2, channel_cap=_CHANNEL_CAP)
+
+    def close(self) -> None:
+        """Stop the harness sandboxes kept warm for the next assert-mode runs."""
+        self._warm.close()
 
     def _run_stdio(self, code: str, lang: str, cases: list[tuple[str, str]], limits: Limits, stop: bool) -> TestReport:
         runs: list[ExecResult] = []

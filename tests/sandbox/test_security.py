@@ -21,7 +21,8 @@ from rlkit.sandbox import Limits, Sandbox
 from rlkit.sandbox.cgroups import detect_cgroups
 
 pytestmark = requires_bwrap
-FAST = Limits(time_s=1.0, memory_mb=256, nproc=16, disk_mb=16, file_size_mb=4, output_kb=64)
+FAST = Limits(time_s=5.0, memory_mb=256, nproc=16, disk_mb=16, file_size_mb=4, output_kb=64)
+SHORT = 1.0  # for programs that must be stopped by the deadline
 
 
 def run(sandbox: Sandbox, code: str, **limits):
@@ -32,7 +33,7 @@ def run(sandbox: Sandbox, code: str, **limits):
 
 
 def test_infinite_loop_is_killed_at_the_wall_clock_limit(sandbox):
-    res = run(sandbox, "while True: pass")
+    res = run(sandbox, "while True: pass", time_s=SHORT)
     assert res.status == "timeout"
     assert 0.9 <= res.time_s < 2.5
 
@@ -43,7 +44,7 @@ def test_sigterm_ignoring_loop_is_killed(sandbox):
         "for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP): signal.signal(s, signal.SIG_IGN)\n"
         "while True: pass\n"
     )
-    res = run(sandbox, code)
+    res = run(sandbox, code, time_s=SHORT)
     assert res.status == "timeout"
     assert res.returncode == -9
     assert sandbox_processes() == []
@@ -51,7 +52,7 @@ def test_sigterm_ignoring_loop_is_killed(sandbox):
 
 def test_fork_bomb_is_contained_and_leaves_nothing(sandbox, decoy):
     code = "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass\n"
-    res = run(sandbox, code)
+    res = run(sandbox, code, time_s=SHORT)
     assert res.status == "timeout"
     assert decoy.poll() is None
     assert sandbox_processes() == []
@@ -67,7 +68,7 @@ def test_process_count_is_capped_by_nproc(sandbox):
         "        kids += 1\n"
         "except OSError as e: print('stopped', kids, e.errno)\n"
     )
-    res = run(sandbox, code, time_s=3.0)
+    res = run(sandbox, code)
     assert res.status == "ok"
     word, kids, errno = res.stdout.split()
     assert word == "stopped" and int(errno) == 11  # EAGAIN
@@ -83,7 +84,7 @@ def test_thread_bomb_is_capped_by_nproc(sandbox):
         "        threading.Thread(target=time.sleep, args=(30,), daemon=True).start(); n += 1\n"
         "except RuntimeError as e: print('threads', n)\n"
     )
-    res = run(sandbox, code, time_s=3.0)
+    res = run(sandbox, code)
     assert res.status == "ok", res.stderr
     assert 0 < int(res.stdout.split()[1]) < FAST.nproc
 
@@ -108,9 +109,9 @@ def test_children_together_cannot_exceed_the_memory_limit(sandbox):
         "        os._exit(0)\n"
         "print(sorted(os.waitstatus_to_exitcode(os.wait()[1]) for _ in range(4)))\n"
     )
-    res = run(sandbox, code, time_s=5.0)
+    res = run(sandbox, code, time_s=20.0)
     # Four children of 150 MB each under a 256 MB bound: some are OOM-killed.
-    assert "-9" in res.stdout, res
+    assert res.status == "ok" and "-9" in res.stdout, res
     assert res.memory_mb <= FAST.memory_mb + FAST.disk_mb + 1
 
 
@@ -327,8 +328,8 @@ def test_double_forked_daemon_dies_with_the_run(sandbox, listener):
         "    os._exit(0)\n"
         "print('parent exits')\n"
     ) % listener.tcp_port
-    res = run(sandbox, code, time_s=3.0)
-    assert res.status == "ok" and res.time_s < 2.0
+    res = run(sandbox, code)
+    assert res.status == "ok" and res.time_s < 3.0
     time.sleep(0.5)
     assert sandbox_processes() == []
     assert listener.events == []
@@ -441,7 +442,7 @@ def test_other_runs_are_out_of_reach_in_a_batch(sandbox):
         "import os, signal\nfor pid in range(2, 200):\n    try: os.kill(pid, signal.SIGKILL)\n"
         "    except OSError: pass\nos.kill(-1, 9)"
     )
-    jobs = [{"code": victim, "limits": FAST}, {"code": attacker, "limits": FAST}]
+    jobs = [{"code": victim, "limits": FAST.with_(time_s=10.0)}, {"code": attacker, "limits": FAST}]
     victim_res, attacker_res = sandbox.run_many(jobs, max_workers=2)
     assert victim_res.status == "ok" and victim_res.stdout == "survived\n"
     assert attacker_res.returncode == -9

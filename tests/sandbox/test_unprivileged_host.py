@@ -20,7 +20,7 @@ sys.path.insert(0, {root!r})
 from rlkit.sandbox import Limits, Sandbox
 sb = Sandbox(limits=Limits(time_s=3))
 probe = "import os\\nst = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines())\\n" \\
-        "print(os.getuid(), st['CapEff'].strip(), st['CapBnd'].strip(), st['NoNewPrivs'].strip(), st['Seccomp'].strip())"
+        "print(os.getuid(), *[st[k].strip() for k in ('CapEff', 'CapBnd', 'NoNewPrivs', 'Seccomp')])"
 bomb = "import os\\nwhile True:\\n    try: os.fork()\\n    except OSError: pass"
 report = sb.run_tests("def f(x): return 2 * x", ["assert f(2) == 4", "assert f(2) == 5"])
 print(json.dumps({{
