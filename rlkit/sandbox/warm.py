@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Callable
 
@@ -17,9 +18,12 @@ class WarmPool:
         self._idle: dict[Limits, list[Started]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._owner = os.getpid()
 
     def take(self, limits: Limits) -> Started | None:
-        """A live idle sandbox for ``limits``, or None."""
+        """A live idle sandbox for ``limits``, or None (always None in a forked child)."""
+        if os.getpid() != self._owner:  # the sandboxes are the parent's children, not ours
+            return None
         while True:
             with self._lock:
                 idle = self._idle.get(limits)
@@ -30,6 +34,8 @@ class WarmPool:
 
     def add(self, limits: Limits, start: Callable[[Limits], Started | RawOutcome]) -> None:
         """Start one more idle sandbox for ``limits`` (nothing if starting fails)."""
+        if os.getpid() != self._owner:
+            return
         started = start(limits)
         if isinstance(started, RawOutcome):
             return
@@ -40,6 +46,9 @@ class WarmPool:
         started.discard()
 
     def close(self) -> None:
+        """Stop every idle sandbox (only the process that started them can)."""
+        if os.getpid() != self._owner:
+            return
         with self._lock:
             self._closed = True
             idle = [s for group in self._idle.values() for s in group]
