@@ -1,9 +1,10 @@
 """Start one isolated program, feed it, collect bounded output, kill its whole tree.
 
-`execute` is the one place that owns a run's processes: it joins the run's
-cgroup before the sandbox starts, enforces the wall-clock deadline and the
-output caps from the host, and afterwards kills whatever is left and removes
-the cgroup, so nothing outlives a run.
+`start` launches the sandbox inside a fresh cgroup (the launcher joins it
+before bwrap starts, so every descendant is inside); `Started.finish` feeds
+the inputs, enforces the wall-clock deadline and the output caps from the
+host, and afterwards kills whatever is left and removes the cgroup, so
+nothing outlives a run. `execute` is both in one call.
 """
 
 from __future__ import annotations
