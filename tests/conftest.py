@@ -56,8 +56,7 @@ def parity_reward_module(tmp_path_factory) -> Path:
     return path
 
 
-def tiny_run_overrides(model: Path, output_dir: Path, reward_module: Path, name: str) -> list[str]:
-    """Overrides that shrink any example config to a fast run on the tiny model."""
+def _tiny_run_overrides(model: Path, output_dir: Path, reward_module: Path, name: str) -> list[str]:
     return [
         f"model.path={model}", f"output_dir={output_dir}", f"name={name}",
         "learner.lr=1e-3", "learner.micro_batch_size=4",
@@ -65,6 +64,13 @@ def tiny_run_overrides(model: Path, output_dir: Path, reward_module: Path, name:
         "trainer.prompts_per_step=4",
         "reward.name=length_parity", "reward.params={}", f"reward.module={reward_module}",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run_overrides():
+    """``f(model, output_dir, reward_module, name)``: overrides that shrink any example
+    config to a fast run on the tiny model."""
+    return _tiny_run_overrides
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import tiny_run_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +31,7 @@ def test_every_recipe_is_covered():
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_recipe_runs_one_step(recipe, tiny_llama, parity_reward_module, tmp_path):
+def test_recipe_runs_one_step(recipe, tiny_llama, parity_reward_module, tiny_run_overrides, tmp_path):
     from rlkit import Trainer, load_config
 
     overrides = tiny_run_overrides(tiny_llama, tmp_path, parity_reward_module, recipe.stem)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import pytest
 import torch
-from conftest import tiny_run_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +21,7 @@ REQUIRED_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def run(tiny_llama, parity_reward_module, tmp_path_factory):
+def run(tiny_llama, parity_reward_module, tiny_run_overrides, tmp_path_factory):
     from rlkit import Trainer, load_config
 
     work = tmp_path_factory.mktemp("e2e")
