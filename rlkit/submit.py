@@ -26,6 +26,7 @@ def submit_job(
     working_dir: str = ".",
     print_config: bool = False,
     job_id: str | None = None,
+    agent_wait_s: float = 60.0,
 ) -> str:
     """Submit ``rlkit train CONFIG OVERRIDES`` to the cluster at ``address`` (its dashboard URL)."""
     from ray.job_submission import JobSubmissionClient
@@ -38,12 +39,20 @@ def submit_job(
         raise ValueError(f"config {config} must lie inside the working_dir {root}, which is what the job receives") from None
     args = ["python", "-m", "rlkit", "train", config_arg, *overrides] + (["--print-config"] if print_config else [])
     client = JobSubmissionClient(address)
-    return client.submit_job(
-        entrypoint=shlex.join(args),
-        runtime_env={"working_dir": str(root), "excludes": DEFAULT_EXCLUDES},
-        submission_id=job_id,
-        metadata={"rlkit_run": cfg.name},
-    )
+    # A head node that has just started answers before its job agent is up.
+    deadline = time.monotonic() + agent_wait_s
+    while True:
+        try:
+            return client.submit_job(
+                entrypoint=shlex.join(args),
+                runtime_env={"working_dir": str(root), "excludes": DEFAULT_EXCLUDES},
+                submission_id=job_id,
+                metadata={"rlkit_run": cfg.name},
+            )
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def wait_for_job(address: str, job_id: str, *, timeout_s: float | None = None, poll_s: float = 2.0) -> tuple[str, str]:
