@@ -49,7 +49,7 @@ def _submit(args: argparse.Namespace) -> int:
 
     try:
         job_id = submit_job(args.config, args.overrides, address=args.address, working_dir=args.working_dir,
-                            print_config=args.print_config)
+                            print_config=args.print_config, python=args.python)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("overrides", nargs="*", metavar="key.path=value")
     submit.add_argument("--address", required=True, help="the cluster's dashboard URL, e.g. http://head:8265")
     submit.add_argument("--working-dir", default=".", help="folder shipped to the job (must contain CONFIG)")
+    submit.add_argument("--python", default="python", help="interpreter the job runs on the cluster (default: python)")
     submit.add_argument("--wait", action="store_true", help="wait for the job and print its logs")
     submit.add_argument("--print-config", action="store_true", help="the job only prints the resolved config")
     submit.set_defaults(func=_submit)

@@ -26,9 +26,13 @@ def submit_job(
     working_dir: str = ".",
     print_config: bool = False,
     job_id: str | None = None,
+    python: str = "python",
     agent_wait_s: float = 60.0,
 ) -> str:
-    """Submit ``rlkit train CONFIG OVERRIDES`` to the cluster at ``address`` (its dashboard URL)."""
+    """Submit ``rlkit train CONFIG OVERRIDES`` to the cluster at ``address`` (its dashboard URL).
+
+    ``python`` is the interpreter the job runs on the cluster (one with rlkit's dependencies).
+    """
     from ray.job_submission import JobSubmissionClient
 
     cfg = load_config(config, overrides=overrides)  # fail here, not on the cluster
@@ -37,7 +41,7 @@ def submit_job(
         config_arg = str(Path(config).resolve().relative_to(root))
     except ValueError:
         raise ValueError(f"config {config} must lie inside the working_dir {root}, which is what the job receives") from None
-    args = ["python", "-m", "rlkit", "train", config_arg, *overrides] + (["--print-config"] if print_config else [])
+    args = [python, "-m", "rlkit", "train", config_arg, *overrides] + (["--print-config"] if print_config else [])
     client = JobSubmissionClient(address)
     # A head node that has just started answers before its job agent is up.
     deadline = time.monotonic() + agent_wait_s

@@ -80,7 +80,8 @@ def _kill_leftovers(temp_dir) -> None:
 def test_submit_runs_the_config_on_the_cluster(cluster):
     from rlkit.submit import submit_job, wait_for_job
 
-    job_id = submit_job("examples/arithmetic_grpo.yaml", ["trainer.total_steps=3"], address=cluster, print_config=True)
+    job_id = submit_job("examples/arithmetic_grpo.yaml", ["trainer.total_steps=3"], address=cluster,
+                        print_config=True, python=sys.executable)
     status, logs = wait_for_job(cluster, job_id, timeout_s=300)
     assert status == "SUCCEEDED", logs
     assert "total_steps: 3" in logs and "name: arithmetic_grpo" in logs

@@ -157,9 +157,10 @@ def test_timeout_works_inside_a_ray_actor():
     ray = pytest.importorskip("ray")
     started_here = not ray.is_initialized()
     if started_here:
-        here = str(Path(__file__).resolve().parent)
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([here, *sys.path])}})  # fmt: skip
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    # On the actor, not on ray.init: another test may have started Ray already.
+    here = str(Path(__file__).resolve().parent)
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join([here, *sys.path])}}
     try:
 
         @ray.remote
@@ -172,7 +173,7 @@ def test_timeout_works_inside_a_ray_actor():
                 results = score_batch(helpers.sleep_reward, ["x", "y"], [{"sleep": 60}, {}], timeout_s=1.0, workers=1)
                 return [(r.score, r.error) for r in results]
 
-        actor = Scorer.remote()
+        actor = Scorer.options(runtime_env=runtime_env).remote()
         assert ray.get(actor.score.remote(), timeout=120) == [(0.0, "timed out after 1 s"), (1.0, None)]
     finally:
         if started_here:
