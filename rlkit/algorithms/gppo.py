@@ -10,18 +10,10 @@ constant ``−c·A`` with zero gradient, as in ``ppo_clip``.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from rlkit.algorithms.loss_base import (
-    TokenLoss,
-    check_clip,
-    clip_zones,
-    dual_zone,
-    exp_where,
-    register_policy_loss,
-    unit_with_grad,
-)
+from rlkit.algorithms.loss_base import TokenLoss, register_policy_loss
+from rlkit.algorithms.ppo import clipped_surrogate
 from rlkit.algorithms.registry import ParameterError
 
 __all__ = ["ce_gppo_loss", "gppo_loss", "gradient_preserving_clip"]
@@ -45,19 +37,10 @@ def gradient_preserving_clip(
     - A<0, r>c:     ``ℓ = −c·A`` (constant)
     - otherwise:    ``ℓ = −r·A``
     """
-    check_clip(clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip)
-    log_ratio = logprobs - old_logprobs
-    ratio = torch.exp(log_ratio.detach())
-    unit = unit_with_grad(logprobs)
-    low, high = clip_zones(ratio, advantages, clip_low=clip_low, clip_high=clip_high)
-    dual = dual_zone(ratio, advantages, dual_clip=dual_clip)
-    free = ~(low | high | dual) & (advantages != 0)
-    values = -advantages * exp_where(free, log_ratio)
-    values = torch.where(high, -advantages * (beta_high * (1.0 + clip_high)) * unit, values)
-    values = torch.where(low, -advantages * (beta_low * (1.0 - clip_low)) * unit, values)
-    if dual_clip is not None:
-        values = torch.where(dual, -advantages * dual_clip, values)
-    return TokenLoss(values=values, clipped_low=low, clipped_high=high, dual_clipped=dual)
+    return clipped_surrogate(
+        logprobs, old_logprobs, advantages, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip,
+        keep_boundary_grad=True, beta_low=beta_low, beta_high=beta_high,
+    )
 
 
 @register_policy_loss("gppo")

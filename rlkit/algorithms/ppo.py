@@ -17,6 +17,7 @@ from rlkit.algorithms.loss_base import (
     dual_zone,
     exp_where,
     register_policy_loss,
+    unit_with_grad,
 )
 
 __all__ = ["clipped_surrogate", "dapo_loss", "ppo_clip_loss"]
@@ -30,12 +31,17 @@ def clipped_surrogate(
     clip_low: float,
     clip_high: float,
     dual_clip: float | None,
+    keep_boundary_grad: bool = False,
+    beta_low: float = 1.0,
+    beta_high: float = 1.0,
 ) -> TokenLoss:
     """PPO clipped surrogate with optional dual clip, written region by region.
 
     ``max(−A·r, −A·clip(r, 1−ε_l, 1+ε_h))`` equals ``−A·r`` outside the clip zone
     Z and the constant ``−A·(1±ε)`` inside it; dual clip replaces ``ℓ`` by the
-    constant ``−c·A`` where ``A<0 and r>c``.
+    constant ``−c·A`` where ``A<0 and r>c``. ``keep_boundary_grad`` writes the
+    clipped value as ``−A·(1±ε)·r/sg(r)`` (GPPO: same value, the boundary's
+    gradient), and ``beta_low``/``beta_high`` scale the two clipped sides (CE-GPPO).
     """
     check_clip(clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip)
     log_ratio = logprobs - old_logprobs
@@ -44,8 +50,9 @@ def clipped_surrogate(
     dual = dual_zone(ratio, advantages, dual_clip=dual_clip)
     free = ~(low | high | dual) & (advantages != 0)
     values = -advantages * exp_where(free, log_ratio)
-    values = torch.where(high, -advantages * (1.0 + clip_high), values)
-    values = torch.where(low, -advantages * (1.0 - clip_low), values)
+    boundary = unit_with_grad(logprobs) if keep_boundary_grad else 1.0
+    values = torch.where(high, -advantages * (beta_high * (1.0 + clip_high)) * boundary, values)
+    values = torch.where(low, -advantages * (beta_low * (1.0 - clip_low)) * boundary, values)
     if dual_clip is not None:
         values = torch.where(dual, -advantages * dual_clip, values)
     return TokenLoss(values=values, clipped_low=low, clipped_high=high, dual_clipped=dual)
