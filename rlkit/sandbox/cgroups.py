@@ -43,6 +43,24 @@ class RunCgroup:
         name = "memory.peak" if self.kind == "v2" else "memory.max_usage_in_bytes"
         return _read_int(self.dirs["memory"] / name)
 
+    def usage_bytes(self) -> int:
+        """Memory charged to the group now."""
+        name = "memory.current" if self.kind == "v2" else "memory.usage_in_bytes"
+        return _read_int(self.dirs["memory"] / name)
+
+    def reset_peak(self) -> bool:
+        """Restart `peak_memory_bytes` from the current usage (False where the kernel cannot)."""
+        name = "memory.peak" if self.kind == "v2" else "memory.max_usage_in_bytes"
+        try:
+            _write(self.dirs["memory"] / name, "0")
+            return True
+        except OSError:
+            return False
+
+    def set_limits(self, *, memory_bytes: int, max_pids: int) -> None:
+        """Change the group's memory and task bounds (OSError if usage is already above them)."""
+        set_limits(self, memory_bytes=memory_bytes, max_pids=max_pids)
+
     def oom_kills(self) -> int:
         name = "memory.events" if self.kind == "v2" else "memory.oom_control"
         return _read_key(self.dirs["memory"] / name, "oom_kill")
@@ -105,14 +123,7 @@ class Cgroups:
         try:
             for d in dict.fromkeys(group.dirs.values()):
                 d.mkdir()
-            memory_dir = group.dirs["memory"]
-            if self.kind == "v2":
-                _write(memory_dir / "memory.max", str(memory_bytes))
-                _write_if_exists(memory_dir / "memory.swap.max", "0")
-            else:
-                _write(memory_dir / "memory.limit_in_bytes", str(memory_bytes))
-                _write_if_exists(memory_dir / "memory.memsw.limit_in_bytes", str(memory_bytes))
-            _write(group.dirs["pids"] / "pids.max", str(max_pids))
+            set_limits(group, memory_bytes=memory_bytes, max_pids=max_pids)
         except OSError:
             group.remove()
             raise
@@ -125,6 +136,24 @@ class Cgroups:
                 base.rmdir()
             except OSError:
                 pass
+
+
+def set_limits(group: RunCgroup, *, memory_bytes: int, max_pids: int) -> None:
+    """Write ``group``'s memory bound (swap included, where the kernel counts it) and task bound."""
+    memory_dir = group.dirs["memory"]
+    if group.kind == "v2":
+        _write(memory_dir / "memory.max", str(memory_bytes))
+        _write_if_exists(memory_dir / "memory.swap.max", "0")
+    else:
+        # v1 refuses a memory limit above memsw's: raise memsw first when growing.
+        memsw = memory_dir / "memory.memsw.limit_in_bytes"
+        current = _read_int(memory_dir / "memory.limit_in_bytes")
+        order = [memsw, memory_dir / "memory.limit_in_bytes"]
+        if memory_bytes < current:
+            order.reverse()
+        for path in order:
+            _write_if_exists(path, str(memory_bytes))
+    _write(group.dirs["pids"] / "pids.max", str(max_pids))
 
 
 def detect_cgroups() -> Cgroups:

@@ -53,6 +53,7 @@ _LIMITS_SCRIPT = (
     '&& ulimit -f "$4" && ulimit -n "$5" && ulimit -c 0 && shift 5 && exec "$@"'
 )
 _UID_RANGE = (1_000_000_000, 2_000_000_000)
+FORK_SERVER_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 _MIN_BWRAP = (0, 8)
 
 
@@ -83,6 +84,13 @@ class RunSpec:
     # non-dumpable, and a child that drops to the real gid can no longer ptrace it or open
     # its /proc files (the assert harness's evaluator relies on this).
     split_gid: bool = False
+    # Start a fork server (`rlkit.sandbox._zygote`) instead of a program: it keeps CAP_SETUID,
+    # CAP_SETGID and CAP_SETPCAP (nothing else) to drop each program it forks to its own uid,
+    # and applies each program's rlimits itself. Root hosts only.
+    fork_server: bool = False
+    # A Python file the fork server may run in its own started interpreter instead of
+    # exec'ing ``argv`` (``argv`` is then ``[python, flags..., python_main, args...]``).
+    python_main: str | None = None
 
 
 @dataclass
@@ -182,6 +190,12 @@ class Isolation:
             args += ["--seccomp", str(fd)]
         for key, value in {**BASE_ENV, **spec.env}.items():
             args += ["--setenv", key, value]
+        if spec.fork_server:
+            if not self.privileged:
+                raise ValueError("a fork server needs a root host (it drops each program to its own uid)")
+            args += ["--cap-drop", "ALL"] + [a for cap in FORK_SERVER_CAPS for a in ("--cap-add", cap)]
+            args += ["--chdir", spec.cwd, "--", *spec.argv]
+            return Prepared(argv=args, pass_fds=fds + list(spec.pass_fds), cwd=None, uid=None, cleanup_fds=fds)
         args += ["--chdir", spec.cwd, "--"]
         args += _limits_prefix(spec.limits)
         uid = None

@@ -93,6 +93,7 @@ class PythonRuntime:
             limits=limits,
             ro_binds=[*self.binds, *HARNESS_FILES],
             split_gid=True,
+            python_main=HARNESS_PATH,
         )
 
 

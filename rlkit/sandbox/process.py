@@ -10,7 +10,6 @@ nothing outlives a run. `execute` is both in one call.
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import time
@@ -20,14 +19,13 @@ from typing import Sequence
 from rlkit.sandbox.cgroups import Cgroups, RunCgroup
 from rlkit.sandbox.isolation import Isolation, Prepared, RunSpec
 from rlkit.sandbox.limits import Limits
+from rlkit.sandbox.pump import Stream, pump
 
 # On the host: join the run's cgroup(s), then exec the sandbox.
 _JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 _JOIN_FAILED = 125
-_READ_CHUNK = 1 << 16
 CHANNEL_FD = "@channel_fd@"  # placeholder in RunSpec.argv for the result channel's descriptor
 INPUT_FDS = tuple(f"@input_fd_{i}@" for i in range(4))  # placeholders for input pipes' descriptors
-_EXIT_GRACE_S = 1.0  # after the program exits, how long its output may still drain
 
 
 @dataclass
@@ -47,22 +45,6 @@ class RawOutcome:
     peak_memory_bytes: int
     oom_kills: int
     start_error: str | None = None
-
-
-class _Stream:
-    def __init__(self, name: str, cap: int):
-        self.name = name
-        self.cap = cap
-        self.data = bytearray()
-        self.exceeded = False
-
-    def add(self, chunk: bytes) -> None:
-        room = self.cap - len(self.data)
-        if len(chunk) > room:
-            self.data += chunk[: max(room, 0)]
-            self.exceeded = True
-        else:
-            self.data += chunk
 
 
 def execute(
@@ -115,7 +97,7 @@ def start(
         for fd in [chan_r] + [w for _, w in inputs]:
             if fd >= 0:
                 os.close(fd)
-        return _failed_start(f"could not start the sandbox: {e}", time.monotonic() - began)
+        return failed_start(f"could not start the sandbox: {e}", time.monotonic() - began)
     finally:
         for fd in inherited:
             os.close(fd)
@@ -143,7 +125,7 @@ class Started:
     def discard(self) -> None:
         """Kill an unused sandbox and free what it holds."""
         self.spawned.kill()
-        _reap(self.spawned.proc)
+        reap(self.spawned.proc)
         self._close()
 
     def finish(self, *, stdin: bytes = b"", inputs: Sequence[bytes] = ()) -> RawOutcome:
@@ -152,21 +134,34 @@ class Started:
             raise ValueError(f"{len(self.input_ws)} inputs expected, got {len(inputs)}")
         proc, group = self.spawned.proc, self.spawned.group
         began = time.monotonic()
-        writers = dict(zip(self.input_ws, inputs, strict=True))
-        self.input_ws = []  # _pump closes them
+        stdin_fd = os.dup(proc.stdin.fileno())  # pump owns and closes its writers
+        proc.stdin.close()
+        writers = {stdin_fd: stdin, **dict(zip(self.input_ws, inputs, strict=True))}
+        self.input_ws = []
+        out, err, chan = Stream("stdout", self.caps[0]), Stream("stderr", self.caps[1]), Stream("channel", self.caps[2])
+        readers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+        if self.chan_r >= 0:
+            readers[self.chan_r] = chan
+        pidfd = os.pidfd_open(proc.pid)
         try:
-            streams, timed_out = _pump(proc, stdin, writers, self.chan_r, self.limits, self.caps, began, group)
+            timed_out = pump(
+                readers=readers,
+                writers=writers,
+                done_fd=pidfd,
+                deadline=began + self.limits.time_s,
+                kill=self.spawned.kill,
+            )
         finally:
+            os.close(pidfd)
             self.spawned.kill()  # before reaping: an unreaped pid cannot be reused by another process
-            returncode, cpu_s, maxrss = _reap(proc)
+            returncode, cpu_s, maxrss = reap(proc)
             wall_s = time.monotonic() - began
             peak = group.peak_memory_bytes() if group is not None else maxrss
             ooms = group.oom_kills() if group is not None else 0
             cpu_s = group.cpu_seconds() if group is not None else cpu_s
             self._close()
-        out, err, chan = streams
         if returncode == _JOIN_FAILED and group is not None and b"rlkit-join" in err.data:
-            return _failed_start(f"could not join the run's cgroup: {bytes(err.data).decode(errors='replace')}", wall_s)
+            return failed_start(f"could not join the run's cgroup: {bytes(err.data).decode(errors='replace')}", wall_s)
         if self.mode == "bwrap" and returncode is not None and 128 < returncode <= 128 + 64:
             returncode = -(returncode - 128)  # bwrap reports a signal-killed program as 128+signal
         return RawOutcome(
@@ -250,99 +245,7 @@ def _create_group(cgroups: Cgroups, spec: RunSpec) -> RunCgroup | None:
     return cgroups.create(memory_bytes=(limits.memory_mb + limits.disk_mb) << 20, max_pids=limits.nproc + 4)
 
 
-def _pump(
-    proc: subprocess.Popen,
-    stdin: bytes,
-    writers: dict[int, bytes],
-    chan_r: int,
-    limits: Limits,
-    caps: tuple[int, int, int],
-    start: float,
-    group: RunCgroup | None,
-) -> tuple[tuple[_Stream, _Stream, _Stream], bool]:
-    """Move bytes until the program and its pipes are done, the deadline passes or a cap is hit."""
-    out, err, chan = _Stream("stdout", caps[0]), _Stream("stderr", caps[1]), _Stream("channel", caps[2])
-    sel = selectors.DefaultSelector()
-    readers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    if chan_r >= 0:
-        readers[chan_r] = chan
-    for fd in readers:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    pidfd = os.pidfd_open(proc.pid)
-    sel.register(pidfd, selectors.EVENT_READ)
-    stdin_fd = proc.stdin.fileno()
-    pending = {fd: memoryview(data) for fd, data in {stdin_fd: stdin, **writers}.items()}
-    for fd, data in list(pending.items()):
-        if data:
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_WRITE)
-        else:
-            _close_writer(proc, fd)
-            del pending[fd]
-    deadline = start + limits.time_s
-    exited_at: float | None = None
-    timed_out = False
-    try:
-        while readers or exited_at is None:
-            now = time.monotonic()
-            if now >= deadline:
-                timed_out = exited_at is None
-                break
-            if exited_at is not None and now - exited_at > _EXIT_GRACE_S:
-                break  # something the program left behind still holds its pipes open
-            wait = deadline - now if exited_at is None else min(deadline - now, _EXIT_GRACE_S)
-            for key, _ in sel.select(timeout=wait):
-                fd = key.fd
-                if fd == pidfd:
-                    exited_at = time.monotonic()
-                    sel.unregister(pidfd)
-                elif fd in pending:
-                    try:
-                        pending[fd] = pending[fd][os.write(fd, pending[fd][:_READ_CHUNK]) :]
-                    except BlockingIOError:
-                        continue
-                    except BrokenPipeError:  # the reader is gone; the rest is of no use
-                        pending[fd] = pending[fd][:0]
-                    if not pending[fd]:
-                        sel.unregister(fd)
-                        _close_writer(proc, fd)
-                        del pending[fd]
-                else:
-                    try:
-                        chunk = os.read(fd, _READ_CHUNK)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        sel.unregister(fd)
-                        del readers[fd]
-                        continue
-                    stream = readers[fd]
-                    stream.add(chunk)
-                    if stream.exceeded:
-                        kill_tree(proc, group)
-                        return (out, err, chan), False
-    finally:
-        sel.close()
-        os.close(pidfd)
-        for fd in pending:
-            _close_writer(proc, fd)
-    if timed_out:
-        kill_tree(proc, group)
-    return (out, err, chan), timed_out
-
-
-def _close_writer(proc: subprocess.Popen, fd: int) -> None:
-    try:
-        if not proc.stdin.closed and fd == proc.stdin.fileno():
-            proc.stdin.close()
-        else:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def _reap(proc: subprocess.Popen) -> tuple[int | None, float, int]:
+def reap(proc: subprocess.Popen) -> tuple[int | None, float, int]:
     """Wait for the sandbox process; its rusage includes every descendant it reaped."""
     try:
         _, status, usage = os.wait4(proc.pid, 0)
@@ -369,7 +272,7 @@ def kill_tree(proc: subprocess.Popen, group: RunCgroup | None) -> None:
         group.kill_all()
 
 
-def _failed_start(message: str, wall_s: float) -> RawOutcome:
+def failed_start(message: str, wall_s: float) -> RawOutcome:
     return RawOutcome(
         returncode=None,
         stdout=b"",

@@ -14,9 +14,10 @@ import os
 import secrets
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rlkit.sandbox.cgroups import Cgroups, detect_cgroups
+from rlkit.sandbox.fork_server import ForkServer, ForkServerPool
 from rlkit.sandbox.isolation import Isolation, IsolationMode, RunSpec
 from rlkit.sandbox.jobs import Job, RunJob, TestJob, TestMode, as_job
 from rlkit.sandbox.languages import CppToolchain, PythonRuntime, canonical_language
@@ -47,10 +48,14 @@ class Sandbox:
     ``(host, sandbox)`` pairs) programs may read, e.g. a data directory.
     Programs run as an unprivileged uid, so those paths must be world-readable.
 
-    With ``prewarm`` (the default), each assert-mode run starts the sandbox
-    for the next one while it runs: the harness interpreter is up and waiting
-    when the next program arrives (at most one idle sandbox per concurrent
-    caller; `close` stops them, and they die with this process anyway).
+    ``fork_server`` (default: on where the host runs as root with bubblewrap)
+    runs programs in started sandboxes that fork each one as its own fresh
+    unprivileged uid and clean up after it (`rlkit.sandbox.fork_server`):
+    no sandbox or interpreter start-up per program. Otherwise every program
+    gets a sandbox of its own; then, with ``prewarm`` (the default), each
+    assert-mode run starts the sandbox for the next one while it runs.
+    Either way at most one idle sandbox is kept per concurrent caller;
+    `close` stops them, and they die with this process anyway.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class Sandbox:
         max_workers: int | None = None,
         use_cgroups: bool = True,
         prewarm: bool = True,
+        fork_server: bool | None = None,
         bwrap: str | None = None,
     ):
         self.limits = limits or Limits()
@@ -85,6 +91,16 @@ class Sandbox:
         self.prewarm = prewarm
         self._warm = WarmPool()
         weakref.finalize(self, self._warm.close)
+        can_fork_serve = self.isolation.mode == "bwrap" and self.isolation.privileged
+        if fork_server and not can_fork_serve:
+            raise ValueError(
+                "fork_server=True needs isolation='bwrap' on a host running as root (the server drops each "
+                "program to its own uid); pass fork_server=None to use it only where it can run"
+            )
+        self._servers: ForkServerPool | None = None
+        if can_fork_serve and fork_server is not False:
+            self._servers = ForkServerPool(_fork_server_factory(self.isolation, self.cgroups, self.python, self.ro_binds))
+            weakref.finalize(self, self._servers.close)
 
     def describe(self) -> dict[str, Any]:
         """How programs are isolated here (for logs and the service's /health)."""
@@ -94,6 +110,7 @@ class Sandbox:
             "seccomp": self.isolation.seccomp_enabled,
             "cgroups": self.cgroups.kind,
             "cgroups_reason": self.cgroups.reason,
+            "fork_server": self._servers is not None,
             "python": self.python.executable,
             "limits": self.limits.to_dict(),
         }
@@ -188,27 +205,19 @@ class Sandbox:
             raise TypeError(f"limits must be a Limits, got {type(limits).__name__}")
         return limits
 
-    def _execute(self, spec: RunSpec, *, stdin: str = "", **kwargs: Any) -> ExecResult:
+    def _execute(self, spec: RunSpec, *, stdin: str = "") -> ExecResult:
+        return to_exec_result(self._raw(spec, stdin=stdin.encode("utf-8", "surrogatepass")))
+
+    def _raw(self, spec: RunSpec, **kwargs: Any) -> RawOutcome:
+        """Run ``spec`` in a fork server where there is one, else in a sandbox of its own."""
+        if self._servers is not None:
+            return self._servers.run(spec, **kwargs)  # the servers bind self.ro_binds themselves
         spec.ro_binds = [*spec.ro_binds, *self.ro_binds]
-        return to_exec_result(
-            execute(
-                isolation=self.isolation,
-                cgroups=self.cgroups,
-                spec=spec,
-                stdin=stdin.encode("utf-8", "surrogatepass"),
-                **kwargs,
-            )
-        )
+        return execute(isolation=self.isolation, cgroups=self.cgroups, spec=spec, **kwargs)
 
     def _compile(self, code: str) -> tuple[bytes | None, ExecResult]:
         limits = self.compile_limits
-        spec = self.cpp.compile_spec(code, limits)
-        raw = execute(
-            isolation=self.isolation,
-            cgroups=self.cgroups,
-            spec=spec,
-            stdout_cap=limits.file_size_mb << 20,
-        )
+        raw = self._raw(self.cpp.compile_spec(code, limits), stdout_cap=limits.file_size_mb << 20)
         result = to_exec_result(raw)
         if result.status == "ok" and raw.stdout:
             return raw.stdout, result
@@ -225,6 +234,11 @@ class Sandbox:
         nonce = secrets.token_hex(16)
         job = {"nonce": nonce, "tests": tests, "stop_on_first_failure": stop}
         inputs = [code.encode("utf-8", "surrogatepass"), json.dumps(job).encode()]
+        if self._servers is not None:
+            raw = self._raw(self.python.harness_spec(limits=limits), inputs=inputs, channel_cap=_CHANNEL_CAP)
+            run = to_exec_result(raw)
+            events = parse_channel(raw.channel, nonce=nonce, total=len(tests))
+            return _report(assert_results(events, run, total=len(tests)), [run])
         warm = self._warm.take(limits)
         started = warm or self._start_harness(limits)
         if self.prewarm:
@@ -245,8 +259,10 @@ class Sandbox:
         return start(isolation=self.isolation, cgroups=self.cgroups, spec=spec, n_inputs=2, channel_cap=_CHANNEL_CAP)
 
     def close(self) -> None:
-        """Stop the harness sandboxes kept warm for the next assert-mode runs."""
+        """Stop the sandboxes kept for the next runs (fork servers, warm harnesses)."""
         self._warm.close()
+        if self._servers is not None:
+            self._servers.close()
 
     def _run_stdio(self, code: str, lang: str, cases: list[tuple[str, str]], limits: Limits, stop: bool) -> TestReport:
         runs: list[ExecResult] = []
@@ -270,6 +286,19 @@ class Sandbox:
             runs.append(run)
             results.append(_stdio_result(i, run, expected))
         return _report(results, runs)
+
+
+def _fork_server_factory(
+    isolation: Isolation, cgroups: Cgroups, python: PythonRuntime, ro_binds: list[tuple[str, str]]
+) -> Callable[[int, bool], ForkServer]:
+    """Starts this Sandbox's fork servers; holds no reference to the Sandbox, so it can be collected."""
+
+    def start(disk_mb: int, network: bool) -> ForkServer:
+        return ForkServer(
+            isolation=isolation, cgroups=cgroups, python=python, ro_binds=ro_binds, disk_mb=disk_mb, network=network
+        )
+
+    return start
 
 
 def _stdio_result(index: int, run: ExecResult, expected: str) -> TestResult:

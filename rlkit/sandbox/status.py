@@ -8,7 +8,7 @@ from rlkit.sandbox.process import RawOutcome
 from rlkit.sandbox.results import ExecResult, Status
 
 # Messages from the sandbox's own setup (never from the program, which starts after them).
-_SETUP_PREFIXES = (b"bwrap: ", b"setpriv: ", b"rlkit-limits: ")
+_SETUP_PREFIXES = (b"bwrap: ", b"setpriv: ", b"rlkit-limits: ", b"rlkit-zygote: ")
 _MEMORY_MARKERS = (b"MemoryError", b"std::bad_alloc", b"Cannot allocate memory")
 
 

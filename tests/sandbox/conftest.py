@@ -31,12 +31,34 @@ requires_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap (bwrap) i
 SANDBOX_UIDS = range(1_000_000_000, 2_000_000_000)
 
 
-@pytest.fixture(scope="session")
-def sandbox() -> Sandbox:
+# Both ways a Sandbox runs programs: fork servers (root hosts) and a sandbox of its own per program.
+SANDBOX_MODES = ("fork-server", "one-off")
+_session_sandboxes: list[Sandbox] = []
+
+
+def make_sandbox(mode: str, **kwargs) -> Sandbox:
+    """A Sandbox running programs the ``mode`` way (skips where this host cannot); closed by `close_sandboxes`."""
     if not HAVE_BWRAP:
         pytest.skip("bubblewrap (bwrap) is not installed")
+    if mode == "fork-server" and os.geteuid() != 0:
+        pytest.skip("fork servers need a host running as root")
+    sb = Sandbox(fork_server=mode == "fork-server", **kwargs)
+    _session_sandboxes.append(sb)
+    return sb
+
+
+def close_sandboxes() -> None:
+    """Stop the fork servers and warm harnesses of every Sandbox made by `make_sandbox`."""
+    for sb in _session_sandboxes:
+        sb.close()
+
+
+@pytest.fixture(scope="session", params=SANDBOX_MODES)
+def sandbox(request) -> Sandbox:
     # No prewarmed harnesses here: tests count the sandbox processes left behind.
-    return Sandbox(limits=Limits(time_s=5.0, memory_mb=256, nproc=16, disk_mb=16, file_size_mb=4), prewarm=False)
+    limits = Limits(time_s=5.0, memory_mb=256, nproc=16, disk_mb=16, file_size_mb=4)
+    yield make_sandbox(request.param, limits=limits, prewarm=False)
+    close_sandboxes()
 
 
 @dataclass

@@ -178,7 +178,7 @@ def test_prewarmed_harness_is_used_and_stopped_on_close():
 
     from rlkit.sandbox import Sandbox
 
-    sb = Sandbox(limits=Limits(time_s=5.0))
+    sb = Sandbox(limits=Limits(time_s=5.0), fork_server=False)
     try:
         first = sb.run_tests("def f(): return 1", ["assert f() == 1"])
         waiting = _eventually(sandbox_processes, lambda procs: len(procs) == 2)
@@ -201,7 +201,7 @@ def test_a_prewarmed_harness_that_died_is_replaced():
 
     from rlkit.sandbox import Sandbox
 
-    sb = Sandbox(limits=Limits(time_s=5.0))
+    sb = Sandbox(limits=Limits(time_s=5.0), fork_server=False)
     try:
         sb.run_tests("x = 1", ["assert x == 1"])
         for pid, _, _ in sandbox_processes():
