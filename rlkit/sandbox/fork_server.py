@@ -90,6 +90,7 @@ class ForkServer:
         finally:
             theirs.close()
         self._spawned.proc.stdin.close()
+        self._spawned_pid = self._spawned.proc.pid
         self._sock = ours
         self.runs = 0
         ready = self._receive(_START_TIMEOUT_S)

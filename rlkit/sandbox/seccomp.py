@@ -4,7 +4,9 @@ The program already runs as an unprivileged uid with no capabilities; the
 filter removes kernel interfaces it has no use for and that widen the attack
 surface: new namespaces (``unshare``, ``setns``, namespace flags to ``clone``),
 mounts, ``ptrace`` and cross-process memory access, keyrings, BPF,
-``perf_event_open``, ``userfaultfd``, io_uring and module/kexec loading. They
+``perf_event_open``, ``userfaultfd``, io_uring, module/kexec loading and POSIX
+message queues (which outlive a program and cannot be listed; a fork
+server's runs share an IPC namespace one after another). They
 fail with EPERM. ``clone3`` fails with ENOSYS (its flags live in memory a BPF
 filter cannot read) so libc falls back to ``clone``, whose flags are checked.
 System calls of a foreign ABI (i386 or x32 on x86-64) fail with ENOSYS.
@@ -36,7 +38,7 @@ _BLOCKED = (
     "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
     "io_uring_setup", "io_uring_enter", "io_uring_register", "open_by_handle_at",
     "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "reboot", "swapon", "swapoff", "syslog", "acct", "quotactl",
+    "reboot", "swapon", "swapoff", "syslog", "acct", "quotactl", "mq_open",
 )  # fmt: skip
 
 _NAMES = _BLOCKED + ("clone", "clone3")
@@ -44,12 +46,12 @@ _NAMES = _BLOCKED + ("clone", "clone3")
 _X86_64 = dict(zip(_NAMES, (
     101, 310, 311, 438, 165, 166, 155, 161, 272, 308, 430, 431, 432, 433, 429, 428, 442,
     250, 248, 249, 321, 298, 323, 425, 426, 427, 304, 246, 320, 175, 313, 176,
-    169, 167, 168, 103, 163, 179, 56, 435,
+    169, 167, 168, 103, 163, 179, 240, 56, 435,
 ), strict=True))  # fmt: skip
 _AARCH64 = dict(zip(_NAMES, (
     117, 270, 271, 438, 40, 39, 41, 51, 97, 268, 430, 431, 432, 433, 429, 428, 442,
     219, 217, 218, 280, 241, 282, 425, 426, 427, 265, 104, 294, 105, 273, 106,
-    142, 224, 225, 116, 89, 60, 220, 435,
+    142, 224, 225, 116, 89, 60, 180, 220, 435,
 ), strict=True))  # fmt: skip
 
 # AUDIT_ARCH_* (linux/audit.h): EM_* | 64BIT | LE
