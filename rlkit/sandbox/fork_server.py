@@ -20,6 +20,7 @@ each run's memory and task bounds before the run starts.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -27,6 +28,7 @@ import socket
 import subprocess
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,6 +297,7 @@ class ForkServerPool:
         self._lock = threading.Lock()
         self._owner = os.getpid()
         self.started = 0
+        _live_pools.add(self)
 
     def run(self, spec: RunSpec, **kwargs: Any) -> RawOutcome:
         """Run ``spec`` in an idle server (or a new one); see `ForkServer.run`."""
@@ -353,3 +356,13 @@ class ForkServerPool:
     def _adopt_after_fork(self) -> None:
         if os.getpid() != self._owner:  # the idle servers are the parent's children, not ours
             self._idle, self._lock, self._owner, self._launcher = {}, threading.Lock(), os.getpid(), None
+
+
+_live_pools: weakref.WeakSet[ForkServerPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_pools() -> None:
+    """At interpreter exit, stop the servers (and remove their cgroups) of pools still alive."""
+    for pool in list(_live_pools):
+        pool.close()

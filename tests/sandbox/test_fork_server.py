@@ -170,6 +170,7 @@ def test_a_forked_child_process_starts_servers_of_its_own(sb):
         try:
             res = sb.run("print('child')")
             os.write(write, json.dumps([res.stdout, started(sb)]).encode())
+            sb.close()  # os._exit skips atexit: stop the child's own server (and its cgroup) here
         finally:
             os._exit(0)
     os.close(write)
@@ -190,3 +191,43 @@ def test_closing_stops_every_server_and_removes_its_cgroup(sb):
         with pytest.raises(ProcessLookupError):
             os.kill(server._spawned_pid, 0)
         assert server.group is None or not any(d.exists() for d in server.group.dirs.values())
+
+
+def test_a_process_that_exits_leaves_no_server_and_no_cgroup(sb):
+    import subprocess
+    import sys
+
+    from rlkit.sandbox.cgroups import detect_cgroups
+
+    script = "from rlkit.sandbox import Sandbox\nimport os\nprint(os.getpid())\nprint(Sandbox().run('print(7)').stdout)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    pid, seven = out.stdout.split()
+    assert seven == "7"
+    for base in detect_cgroups()._bases.values():
+        assert not (base.parent / f"rlkit-sandbox-{pid}").exists()  # its servers' groups, then its base, removed
+    assert all(os.getpid() in _ancestors(pid) for pid in _server_pids())  # only this process's servers live
+
+
+def _server_pids() -> list[int]:
+    from pathlib import Path
+
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"_zygote" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _ancestors(pid: int) -> list[int]:
+    chain = []
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                pid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+        except (OSError, StopIteration):
+            break
+        chain.append(pid)
+    return chain
