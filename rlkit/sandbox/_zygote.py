@@ -1,6 +1,6 @@
 """Fork server; runs INSIDE the sandbox (standard library only, Python 3.8+).
 
-    python -I -S _zygote.py CONTROL_FD [PRELOADED_MAIN ...]
+    python -I -S _zygote.py CONTROL_FD [MAIN_PATH ...]
 
 bubblewrap starts this process once, as the sandbox's root holding only
 CAP_SETUID, CAP_SETGID and CAP_SETPCAP, already inside its namespaces (no
@@ -17,9 +17,10 @@ SOCK_SEQPACKET control socket):
    inheritable sets, locks the securebits, drops to the run's fresh
    unprivileged uid/gid with no supplementary groups (which clears every
    remaining capability; it checks that none is left) and sets
-   no_new_privs. Then it execs the program, or, for a preloaded Python main
-   (the assert harness), calls its ``main`` in this interpreter, whose
-   start-up and common imports are already done.
+   no_new_privs. Then it execs the program, or, for a Python main imported
+   at start (``MAIN_PATH``: the assert harness, the script runner), calls its
+   ``main(argv)`` in this interpreter, whose start-up and common imports are
+   already done.
 3. Reply ``{"exited": wait status}`` once the child has exited.
 4. Clean up: a cleaner forked as the run's uid kills every process of that
    uid and deletes every file it owns under /tmp and /dev/shm; this process
@@ -121,13 +122,12 @@ def _child(request, fds, mains):
         _set_limits(request["limits"])
         _drop_privileges(request["uid"], request["egid"])
         os.chdir(request["cwd"])
-        argv, env = request["argv"], request["env"]
-        main = mains.get(request.get("python_main") or "")
+        argv, env, main_argv = request["argv"], request["env"], request.get("main_argv")
+        main = mains.get(main_argv[0]) if main_argv else None
         if main is not None:
             os.environ.clear()
             os.environ.update(env)
-            start = argv.index(request["python_main"])
-            sys.argv = argv[start:]
+            sys.argv = list(main_argv)
             main.main(sys.argv)
         else:
             for name in _RESTORED_SIGNALS:

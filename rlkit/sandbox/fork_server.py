@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 from rlkit.sandbox.cgroups import Cgroups, RunCgroup
 from rlkit.sandbox.isolation import BASE_ENV, Isolation, RunSpec, memfd, random_uid
-from rlkit.sandbox.languages import HARNESS_DIR, HARNESS_FILES, HARNESS_PATH, PythonRuntime
+from rlkit.sandbox.languages import HARNESS_DIR, HARNESS_FILES, HARNESS_PATH, SCRIPT_RUNNER_PATH, PythonRuntime
 from rlkit.sandbox.limits import Limits
 from rlkit.sandbox.process import CHANNEL_FD, INPUT_FDS, RawOutcome, Spawned, failed_start, reap, spawn
 from rlkit.sandbox.pump import Stream, pump
@@ -77,7 +77,7 @@ class ForkServer:
     ):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         spec = RunSpec(
-            argv=[python.executable, "-I", "-S", ZYGOTE_PATH, str(theirs.fileno()), HARNESS_PATH],
+            argv=[python.executable, "-I", "-S", ZYGOTE_PATH, str(theirs.fileno()), HARNESS_PATH, SCRIPT_RUNNER_PATH],
             limits=Limits(disk_mb=disk_mb),
             ro_binds=[*python.binds, *ZYGOTE_FILES, *ro_binds],
             pass_fds=[theirs.fileno()],
@@ -148,7 +148,7 @@ class ForkServer:
             },
             "files": [[path, mode] for path, (_, mode) in files],
             "fds": list(range(len(given))),
-            "python_main": spec.python_main,
+            "main_argv": [numbers.get(a, a) for a in spec.main_argv] if spec.main_argv else None,
         }
         request["egid"] = random_uid() if spec.split_gid else request["uid"]
         try:

@@ -88,9 +88,10 @@ class RunSpec:
     # CAP_SETGID and CAP_SETPCAP (nothing else) to drop each program it forks to its own uid,
     # and applies each program's rlimits itself. Root hosts only.
     fork_server: bool = False
-    # A Python file the fork server may run in its own started interpreter instead of
-    # exec'ing ``argv`` (``argv`` is then ``[python, flags..., python_main, args...]``).
-    python_main: str | None = None
+    # ``[path, args...]`` of a Python main (a module with ``main(argv)``) that a fork server
+    # has imported: the server calls it in its own started interpreter instead of exec'ing
+    # ``argv``, which means the same. Descriptor placeholders are replaced in both.
+    main_argv: list[str] | None = None
 
 
 @dataclass

@@ -27,9 +27,10 @@ SOURCE_PATHS = {"python": f"{WORK_DIR}/main.py", "cpp": f"{WORK_DIR}/main.cpp"}
 BINARY_PATH = f"{WORK_DIR}/main"
 HARNESS_DIR = "/.rlkit"
 HARNESS_PATH = f"{HARNESS_DIR}/_harness.py"
-# The harness and its wire format, bound read-only into the sandbox (host path, sandbox path).
+SCRIPT_RUNNER_PATH = f"{HARNESS_DIR}/_script.py"
+# The harness, its wire format and the script runner, bound read-only into the sandbox (host path, sandbox path).
 HARNESS_FILES = tuple(
-    (str(Path(__file__).with_name(name)), f"{HARNESS_DIR}/{name}") for name in ("_harness.py", "_wire.py")
+    (str(Path(__file__).with_name(name)), f"{HARNESS_DIR}/{name}") for name in ("_harness.py", "_wire.py", "_script.py")
 )
 
 
@@ -73,13 +74,18 @@ class PythonRuntime:
         return cls(executable=exe, flags=tuple(flags), binds=tuple(dict.fromkeys(binds)))
 
     def script_spec(self, code: str, limits: Limits) -> RunSpec:
-        """Run ``code`` as ``__main__`` from a read-only file in the work dir."""
+        """Run ``code`` as ``__main__`` from a read-only file in the work dir.
+
+        With the default flags (``-I``) a fork server may run it with `_script`
+        in its started interpreter, which does what ``python -I`` does.
+        """
         path = SOURCE_PATHS["python"]
         return RunSpec(
             argv=[self.executable, *self.flags, path],
             limits=limits,
             files={path: (code.encode("utf-8", "surrogatepass"), 0o444)},
-            ro_binds=list(self.binds),
+            ro_binds=[*self.binds, *HARNESS_FILES],
+            main_argv=[SCRIPT_RUNNER_PATH, path] if self.flags == ("-I",) else None,
         )
 
     def harness_spec(self, *, limits: Limits) -> RunSpec:
@@ -93,7 +99,7 @@ class PythonRuntime:
             limits=limits,
             ro_binds=[*self.binds, *HARNESS_FILES],
             split_gid=True,
-            python_main=HARNESS_PATH,
+            main_argv=[HARNESS_PATH, INPUT_FDS[0], INPUT_FDS[1], CHANNEL_FD],
         )
 
 

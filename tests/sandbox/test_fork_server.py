@@ -231,3 +231,42 @@ def _ancestors(pid: int) -> list[int]:
             break
         chain.append(pid)
     return chain
+
+
+# ---------------------------------------------------------------- scripts run in the server's interpreter
+
+SCRIPTS = {
+    "exit_code": "import sys\nprint('a')\nsys.exit(3)",
+    "exit_message": "import sys\nsys.exit('bye')",
+    "exception": "def f():\n    raise ValueError('bad value')\nf()",
+    "keyboard_interrupt": "raise KeyboardInterrupt",
+    "name_file_argv": "import sys\nprint(__name__, __file__, sys.argv)",
+    "thread_outlives_main": (
+        "import threading, time\n"
+        "def late():\n    time.sleep(0.2); print('thread done', flush=True)\n"
+        "threading.Thread(target=late).start()\nprint('main done')"
+    ),
+    "atexit": "import atexit\natexit.register(print, 'at exit')\nprint('body')",
+    "stdin_lines": "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))",
+    "syntax_error": "def f(:\n    pass",
+    "bad_utf8": "print('x')\n# \udc80",
+    "coding_cookie": "# -*- coding: latin-1 -*-\nprint(len('\xe9'))",
+    "site_packages_and_path": "import sys\nprint(sorted(p for p in sys.path if 'packages' in p))",
+    "main_module_pickles": "import pickle\nclass P: pass\nprint(type(pickle.loads(pickle.dumps(P()))).__name__)",
+    "unflushed_output": "import sys\nsys.stdout.write('no newline')",
+}
+
+
+@pytest.fixture(scope="module")
+def both():
+    return {mode: make_sandbox(mode, limits=LIMITS) for mode in ("fork-server", "one-off")}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_a_script_in_the_server_behaves_as_python_dash_i_would(both, name):
+    code = SCRIPTS[name].encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
+    served, one_off = (both[mode].run(code, stdin="1 2\n3\n") for mode in ("fork-server", "one-off"))
+    assert (served.status, served.returncode, served.stdout) == (one_off.status, one_off.returncode, one_off.stdout)
+    assert served.stderr.splitlines()[-1:] == one_off.stderr.splitlines()[-1:]
+    assert "_script.py" not in served.stderr and "_zygote" not in served.stderr
+    assert both["fork-server"]._servers.started == 1
