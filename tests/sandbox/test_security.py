@@ -292,6 +292,19 @@ def test_writes_outside_the_work_dir_fail(sandbox, canary):
     assert not any(Path(p).exists() for p in ("/usr/rlkit-evil", "/etc/rlkit-evil", "/rlkit-evil"))
 
 
+def test_only_the_work_dirs_are_writable(sandbox):
+    code = (
+        "import os\nwritable = []\n"
+        "for root, dirs, _ in os.walk('/', onerror=lambda e: None):\n"
+        "    if root.startswith(('/proc', '/sys', '/tmp/', '/dev/shm/')):\n"
+        "        dirs[:] = []\n        continue\n"
+        "    if os.access(root, os.W_OK): writable.append(root)\n"
+        "print(sorted(writable))\n"
+    )
+    res = run(sandbox, code, time_s=20.0)
+    assert res.stdout.strip() == "['/dev/shm', '/tmp']", res
+
+
 def test_symlinks_out_of_the_work_dir_lead_nowhere(sandbox, canary):
     code = (
         "import os\n"
