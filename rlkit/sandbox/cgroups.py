@@ -34,12 +34,20 @@ class RunCgroup:
 
     kind: CgroupKind
     dirs: dict[str, Path]  # "memory", "pids", "cpu" -> directory
+    # v2: the open memory.peak a reset was written to; the kernel keeps the reset per open file.
+    _peak_fd: int | None = None
 
     @property
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in dict.fromkeys(self.dirs.values())]
 
     def peak_memory_bytes(self) -> int:
+        """Peak memory of the group (since the last `reset_peak`)."""
+        if self._peak_fd is not None:
+            try:
+                return int(os.pread(self._peak_fd, 64, 0).strip() or 0)
+            except (OSError, ValueError):
+                return 0
         name = "memory.peak" if self.kind == "v2" else "memory.max_usage_in_bytes"
         return _read_int(self.dirs["memory"] / name)
 
@@ -49,13 +57,27 @@ class RunCgroup:
         return _read_int(self.dirs["memory"] / name)
 
     def reset_peak(self) -> bool:
-        """Restart `peak_memory_bytes` from the current usage (False where the kernel cannot)."""
-        name = "memory.peak" if self.kind == "v2" else "memory.max_usage_in_bytes"
+        """Restart `peak_memory_bytes` from the current usage (False where the kernel cannot).
+
+        v1: writing ``memory.max_usage_in_bytes`` resets it. v2 (Linux 6.12+):
+        a write to ``memory.peak`` resets it for reads through the same open file.
+        """
         try:
-            _write(self.dirs["memory"] / name, "0")
+            if self.kind == "v1":
+                _write(self.dirs["memory"] / "memory.max_usage_in_bytes", "0")
+                return True
+            if self._peak_fd is None:
+                self._peak_fd = os.open(self.dirs["memory"] / "memory.peak", os.O_RDWR | os.O_CLOEXEC)
+            os.write(self._peak_fd, b"reset\n")
             return True
         except OSError:
+            self._close_peak()
             return False
+
+    def _close_peak(self) -> None:
+        if self._peak_fd is not None:
+            os.close(self._peak_fd)
+            self._peak_fd = None
 
     def set_limits(self, *, memory_bytes: int, max_pids: int) -> None:
         """Change the group's memory and task bounds (OSError if usage is already above them)."""
@@ -94,6 +116,7 @@ class RunCgroup:
 
     def remove(self) -> None:
         """Kill what is left and delete the group's directories."""
+        self._close_peak()
         self.kill_all()
         for d in dict.fromkeys(self.dirs.values()):
             for _ in range(100):

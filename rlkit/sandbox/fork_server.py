@@ -60,6 +60,7 @@ class _Group:
     cpu_s: float
     oom_kills: int
     usage_bytes: int
+    peak_reset: bool  # False: the kernel cannot restart the peak; the run's max RSS stands in
 
 
 class ForkServer:
@@ -186,14 +187,11 @@ class ForkServer:
             for fd in readers:
                 os.close(fd)
         cpu_s, peak, ooms = measured[0] if measured else (0.0, 0, 0)
-        return RawOutcome(
+        if returncode is None:
+            err.data += b"\nrlkit-zygote: the fork server died during the run"
+        return RawOutcome.collected(
+            (out, err, chan),
             returncode=returncode,
-            stdout=bytes(out.data),
-            stderr=bytes(err.data) + (b"" if returncode is not None else b"\nrlkit-zygote: the fork server died"),
-            channel=bytes(chan.data),
-            stdout_truncated=out.exceeded,
-            stderr_truncated=err.exceeded,
-            channel_exceeded=chan.exceeded,
             timed_out=timed_out,
             wall_s=wall_s,
             cpu_s=cpu_s,
@@ -244,15 +242,15 @@ class ForkServer:
         except OSError as e:
             self.stop()
             raise ForkServerGone(f"could not set the fork server's cgroup limits: {e}") from e
-        group.reset_peak()
-        return _Group(cpu_s=group.cpu_seconds(), oom_kills=group.oom_kills(), usage_bytes=usage)
+        reset = group.reset_peak()
+        return _Group(cpu_s=group.cpu_seconds(), oom_kills=group.oom_kills(), usage_bytes=usage, peak_reset=reset)
 
     def _measure(self, before: _Group | None, maxrss: int) -> tuple[float, int, int]:
         """CPU seconds, peak memory above the idle server, and OOM kills of the run."""
         if before is None or self.group is None:
             return 0.0, maxrss, 0
         group = self.group
-        peak = max(group.peak_memory_bytes() - before.usage_bytes, 0)
+        peak = max(group.peak_memory_bytes() - before.usage_bytes, 0) if before.peak_reset else 0
         return group.cpu_seconds() - before.cpu_s, peak or maxrss, group.oom_kills() - before.oom_kills
 
     def _receive(self, timeout_s: float) -> dict[str, Any] | None:

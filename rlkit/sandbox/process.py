@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Sequence
 
 from rlkit.sandbox.cgroups import Cgroups, RunCgroup
 from rlkit.sandbox.isolation import Isolation, Prepared, RunSpec
@@ -45,6 +45,20 @@ class RawOutcome:
     peak_memory_bytes: int
     oom_kills: int
     start_error: str | None = None
+
+    @classmethod
+    def collected(cls, streams: tuple[Stream, Stream, Stream], **measured: Any) -> RawOutcome:
+        """The outcome of a run whose stdout, stderr and channel were collected in ``streams``."""
+        out, err, chan = streams
+        return cls(
+            stdout=bytes(out.data),
+            stderr=bytes(err.data),
+            channel=bytes(chan.data),
+            stdout_truncated=out.exceeded,
+            stderr_truncated=err.exceeded,
+            channel_exceeded=chan.exceeded,
+            **measured,
+        )
 
 
 def execute(
@@ -164,14 +178,9 @@ class Started:
             return failed_start(f"could not join the run's cgroup: {bytes(err.data).decode(errors='replace')}", wall_s)
         if self.mode == "bwrap" and returncode is not None and 128 < returncode <= 128 + 64:
             returncode = -(returncode - 128)  # bwrap reports a signal-killed program as 128+signal
-        return RawOutcome(
+        return RawOutcome.collected(
+            (out, err, chan),
             returncode=returncode,
-            stdout=bytes(out.data),
-            stderr=bytes(err.data),
-            channel=bytes(chan.data),
-            stdout_truncated=out.exceeded,
-            stderr_truncated=err.exceeded,
-            channel_exceeded=chan.exceeded,
             timed_out=timed_out,
             wall_s=wall_s,
             cpu_s=cpu_s,
