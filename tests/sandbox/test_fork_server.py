@@ -270,3 +270,42 @@ def test_a_script_in_the_server_behaves_as_python_dash_i_would(both, name):
     assert served.stderr.splitlines()[-1:] == one_off.stderr.splitlines()[-1:]
     assert "_script.py" not in served.stderr and "_zygote" not in served.stderr
     assert both["fork-server"]._servers.started == 1
+
+
+def test_no_program_code_tests_or_input_pass_through_the_servers_memory(sb):
+    """Runs are forked from the server: what it holds, every later run inherits. It must never see a run's
+    code, tests or stdin (they reach the run's own process through pipes and kernel copies only)."""
+    import secrets
+
+    markers = [f"MARKER{i}-{secrets.token_hex(8)}" for i in range(4)]
+    assert sb.run_tests(f"def f():\n    return '{markers[0]}'", [f"assert f() != '{markers[1]}'"]).passed == 1
+    assert sb.run(f"print('{markers[2]}', input())", stdin=markers[3]).stdout.startswith(markers[2])
+    (server,) = [s for idle in sb._servers._idle.values() for s in idle]
+    (zygote,) = [
+        pid for pid in _server_pids()
+        if server._spawned_pid in _ancestors(pid) and not _argv0(pid).endswith(b"bwrap")
+    ]  # fmt: skip
+    memory = _writable_memory(zygote)
+    assert len(memory) > 1 << 20  # the server's heap was read
+    assert not [m for m in markers if m.encode() in memory]
+
+
+def _argv0(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")[0]
+
+
+def _writable_memory(pid: int) -> bytes:
+    chunks = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            addresses, perms = line.split()[:2]
+            if not perms.startswith("rw"):
+                continue
+            start, end = (int(a, 16) for a in addresses.split("-"))
+            try:
+                mem.seek(start)
+                chunks.append(mem.read(end - start))
+            except OSError:
+                continue
+    return b"".join(chunks)
