@@ -53,6 +53,10 @@ class ForkServerGone(OSError):
     """The server was dead before the run could be handed to it (the run did not start)."""
 
 
+class ForkServerUnavailable(OSError):
+    """No fork server can be started on this host (the run did not start)."""
+
+
 @dataclass
 class _Group:
     """The server cgroup's counters when a run started."""
@@ -298,7 +302,10 @@ class ForkServerPool:
         _live_pools.add(self)
 
     def run(self, spec: RunSpec, **kwargs: Any) -> RawOutcome:
-        """Run ``spec`` in an idle server (or a new one); see `ForkServer.run`."""
+        """Run ``spec`` in an idle server (or a new one); see `ForkServer.run`.
+
+        Raises `ForkServerUnavailable` when no server can be started.
+        """
         key = (spec.limits.disk_mb, spec.network)
         began = time.monotonic()
         for _ in range(3):  # an idle server may have died meanwhile (killed from outside)
@@ -307,7 +314,7 @@ class ForkServerPool:
                 try:
                     server = self._launch(key)
                 except OSError as e:
-                    return failed_start(f"could not start a fork server: {e}", time.monotonic() - began)
+                    raise ForkServerUnavailable(f"could not start a fork server: {e}") from e
             try:
                 outcome = server.run(spec, **kwargs)
             except ForkServerGone:

@@ -12,17 +12,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
 from rlkit.sandbox.cgroups import Cgroups, detect_cgroups
-from rlkit.sandbox.fork_server import ForkServer, ForkServerPool
+from rlkit.sandbox.fork_server import ForkServer, ForkServerPool, ForkServerUnavailable
 from rlkit.sandbox.isolation import Isolation, IsolationMode, RunSpec
 from rlkit.sandbox.jobs import Job, RunJob, TestJob, TestMode, as_job
 from rlkit.sandbox.languages import CppToolchain, PythonRuntime, canonical_language
 from rlkit.sandbox.limits import COMPILE_LIMITS, Limits
-from rlkit.sandbox.process import RawOutcome, Started, execute, start
+from rlkit.sandbox.process import RawOutcome, Started, execute, failed_start, start
 from rlkit.sandbox.results import ExecResult, TestReport, TestResult
 from rlkit.sandbox.status import to_exec_result
 from rlkit.sandbox.testing import (
@@ -51,7 +52,9 @@ class Sandbox:
     ``fork_server`` (default: on where the host runs as root with bubblewrap)
     runs programs in started sandboxes that fork each one as its own fresh
     unprivileged uid and clean up after it (`rlkit.sandbox.fork_server`):
-    no sandbox or interpreter start-up per program. Otherwise every program
+    no sandbox or interpreter start-up per program. If no server can start,
+    the default warns and falls back to one sandbox per program; ``True``
+    makes such runs ``sandbox_error``s instead. Otherwise every program
     gets a sandbox of its own; then, with ``prewarm`` (the default), each
     assert-mode run starts the sandbox for the next one while it runs.
     Either way at most one idle sandbox is kept per concurrent caller;
@@ -98,6 +101,7 @@ class Sandbox:
                 "program to its own uid); pass fork_server=None to use it only where it can run"
             )
         self._servers: ForkServerPool | None = None
+        self._fork_server_required = bool(fork_server)
         if can_fork_serve and fork_server is not False:
             self._servers = ForkServerPool(_fork_server_factory(self.isolation, self.cgroups, self.python, self.ro_binds))
             weakref.finalize(self, self._servers.close)
@@ -210,8 +214,19 @@ class Sandbox:
 
     def _raw(self, spec: RunSpec, **kwargs: Any) -> RawOutcome:
         """Run ``spec`` in a fork server where there is one, else in a sandbox of its own."""
-        if self._servers is not None:
-            return self._servers.run(spec, **kwargs)  # the servers bind self.ro_binds themselves
+        servers = self._servers
+        if servers is not None:
+            try:
+                return servers.run(spec, **kwargs)  # the servers bind self.ro_binds themselves
+            except ForkServerUnavailable as e:
+                if self._fork_server_required:
+                    return failed_start(str(e), 0.0)
+                warnings.warn(
+                    f"rlkit.sandbox: {e}; from now on each program runs in a sandbox of its own", RuntimeWarning,
+                    stacklevel=3,
+                )  # fmt: skip
+                self._servers = None
+                servers.close()
         spec.ro_binds = [*spec.ro_binds, *self.ro_binds]
         return execute(isolation=self.isolation, cgroups=self.cgroups, spec=spec, **kwargs)
 

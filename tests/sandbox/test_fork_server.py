@@ -309,3 +309,26 @@ def _writable_memory(pid: int) -> bytes:
             except OSError:
                 continue
     return b"".join(chunks)
+
+
+def _no_server(disk_mb: int, network: bool):
+    raise OSError("the fork server did not start: bwrap: Unexpected capability")
+
+
+def test_where_no_server_starts_programs_get_one_off_sandboxes_after_a_warning():
+    if os.geteuid() != 0:
+        pytest.skip("fork servers need a host running as root")
+    sandbox = Sandbox(limits=LIMITS)  # fork servers where they can run
+    sandbox._servers._factory = _no_server
+    with pytest.warns(RuntimeWarning, match="could not start a fork server: .*Unexpected capability"):
+        assert sandbox.run("print(5)").stdout == "5\n"
+    assert sandbox.describe()["fork_server"] is False
+    report = sandbox.run_tests("x = 2", ["assert x == 2"])
+    assert report.passed == 1
+    sandbox.close()
+
+
+def test_a_required_server_that_cannot_start_is_a_sandbox_error(sb):
+    sb._servers._factory = _no_server
+    res = sb.run("print(5)")
+    assert res.status == "sandbox_error" and "could not start a fork server" in res.stderr
