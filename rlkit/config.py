@@ -102,7 +102,12 @@ class TrainerConfig(StrictModel):
     save_every: int = Field(0, ge=0)
     """Checkpoint every N steps (0: only at the end)."""
     save_final: bool = True
+    save_optimizer: bool = True
+    """Save the AdamW state and LR schedule with each checkpoint (``optimizer.pt``, about twice
+    the weights' size), so ``resume_from`` continues the same optimization."""
     resume_from: str | None = None
+    """A checkpoint folder: weights, step, data order and, where saved, the optimizer state.
+    The KL reference stays ``model.path``."""
 
 
 class RayConfig(StrictModel):

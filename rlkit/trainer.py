@@ -27,7 +27,7 @@ from rlkit.batch import TrainBatch, build_batch
 from rlkit.config import ExperimentConfig
 from rlkit.data import PromptRenderer, PromptSampler, load_rows
 from rlkit.learner.group import LearnerGroup
-from rlkit.learner.worker import LearnerSpec
+from rlkit.learner.worker import OPTIMIZER_FILE, LearnerSpec
 from rlkit.memory import PeakMemoryMonitor
 from rlkit.models import resolve_model_path
 from rlkit.rewards import build_reward
@@ -90,8 +90,11 @@ class Trainer:
             model=cfg.model.model_copy(update={"path": weights_path}), learner=cfg.learner,
             algorithm=cfg.algorithm, temperature=cfg.rollout.temperature,
             total_steps=cfg.trainer.total_steps, norm_len=cfg.rollout.max_new_tokens, seed=cfg.seed,
+            reference_path=self.model_path,
         )
         self.learners = LearnerGroup(spec)
+        if resume:
+            self._load_optimizer_state(resume)
         self.memory = PeakMemoryMonitor()
         self.metrics_log = MetricsLog(self.run_dir, total_steps=cfg.trainer.total_steps, start_step=self.step + 1)
 
@@ -259,7 +262,9 @@ class Trainer:
         """An HF model folder (+ tokenizer + ``trainer_state.json``) that transformers and vLLM load."""
         path = Path(path or self.run_dir / "checkpoints" / f"step_{self.step}")
         path.mkdir(parents=True, exist_ok=True)
-        self.learners.save_checkpoint(str(path.resolve()), self.model_path)
+        self.learners.save_checkpoint(
+            str(path.resolve()), self.model_path, with_optimizer=self.config.trainer.save_optimizer
+        )
         state = {"step": self.step, "sampler": self.sampler.state_dict()}
         (path / "trainer_state.json").write_text(json.dumps(state, indent=2))
         logger.info("saved checkpoint %s", path)
@@ -272,6 +277,17 @@ class Trainer:
         state = json.loads(state_file.read_text())
         self.step = state["step"]
         self.sampler.load_state_dict(state["sampler"])
+
+    def _load_optimizer_state(self, path: Path) -> None:
+        if (path / OPTIMIZER_FILE).is_file():
+            self.learners.load_optimizer_state(str(path.resolve()))
+            logger.info("resumed from %s at step %d with its optimizer state", path, self.step)
+            return
+        logger.warning(
+            "trainer.resume_from: %s has no %s (saved with trainer.save_optimizer=false): AdamW starts "
+            "fresh; the learning-rate schedule continues at step %d", path, OPTIMIZER_FILE, self.step,
+        )  # fmt: skip
+        self.learners.advance_schedule(self.step)
 
     def close(self) -> None:
         import ray

@@ -67,8 +67,15 @@ class LearnerGroup:
         """Gather the full weights and write them to shared memory; returns rank 0's manifest."""
         return ray.get([w.export_weights.remote() for w in self.workers])[0]
 
-    def save_checkpoint(self, path: str, tokenizer_path: str) -> None:
-        ray.get([w.save_checkpoint.remote(path, tokenizer_path) for w in self.workers])
+    def save_checkpoint(self, path: str, tokenizer_path: str, *, with_optimizer: bool = True) -> None:
+        ray.get([w.save_checkpoint.remote(path, tokenizer_path, with_optimizer=with_optimizer) for w in self.workers])
+
+    def load_optimizer_state(self, path: str) -> None:
+        """Restore the optimizer and LR schedule saved in checkpoint folder ``path`` (its ``optimizer.pt``)."""
+        ray.get([w.load_optimizer_state.remote(path) for w in self.workers])
+
+    def advance_schedule(self, steps: int) -> None:
+        ray.get([w.advance_schedule.remote(steps) for w in self.workers])
 
     def shutdown(self) -> None:
         try:

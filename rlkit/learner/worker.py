@@ -27,6 +27,7 @@ from rlkit.config import LearnerConfig, ModelConfig
 from rlkit.learner.policy import CausalLMPolicy, load_hf_model
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+OPTIMIZER_FILE = "optimizer.pt"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class LearnerSpec:
     total_steps: int
     norm_len: int  # seq-mean-token-sum-norm divisor: the generation budget
     seed: int = 0
+    reference_path: str | None = None  # the KL reference's weights (default: model.path)
 
 
 def free_port() -> int:
@@ -88,8 +90,9 @@ class LearnerWorker:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         model_cfg = self.spec.model
+        path = model_cfg.path if trainable else (self.spec.reference_path or model_cfg.path)
         hf = load_hf_model(
-            model_cfg.path, dtype=torch.float32,
+            path, dtype=torch.float32,
             gradient_checkpointing=trainable and model_cfg.gradient_checkpointing,
         )
         policy = CausalLMPolicy(hf).to(self.device)
@@ -246,15 +249,48 @@ class LearnerWorker:
             self._writer = SharedWeightWriter()
         return self._writer.write(sd)
 
-    def save_checkpoint(self, path: str, tokenizer_path: str) -> None:
-        """HF folder (``save_pretrained`` + tokenizer) loadable by transformers and vLLM."""
+    def save_checkpoint(self, path: str, tokenizer_path: str, *, with_optimizer: bool = True) -> None:
+        """HF folder (``save_pretrained`` + tokenizer) loadable by transformers and vLLM.
+
+        With ``with_optimizer``, also ``optimizer.pt``: the AdamW state as full
+        (unsharded) tensors keyed by parameter name, and the LR schedule, so a
+        resume continues the same optimization on any world size.
+        """
         from transformers import AutoTokenizer
 
         sd = self.full_state_dict()
+        optimizer = self._full_optimizer_state() if with_optimizer else None  # a collective: every rank
         if sd is None:
             return
         self.policy.hf.save_pretrained(path, state_dict=sd, safe_serialization=True)
         AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(path)
+        if optimizer is not None:
+            tmp = os.path.join(path, OPTIMIZER_FILE + ".tmp")
+            # The schedule's position; its function is rebuilt from the config, never pickled.
+            schedule = {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"}
+            torch.save({"optimizer": optimizer, "scheduler": schedule}, tmp)
+            os.replace(tmp, os.path.join(path, OPTIMIZER_FILE))
+
+    def _full_optimizer_state(self) -> dict:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(self.policy, self.optimizer, options=options)
+
+    def load_optimizer_state(self, path: str) -> None:
+        """Restore the AdamW state and LR schedule `save_checkpoint` wrote (every rank reads the file)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        state = torch.load(os.path.join(path, OPTIMIZER_FILE), map_location="cpu", weights_only=True)
+        set_optimizer_state_dict(
+            self.policy, self.optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True)
+        )
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
+
+    def advance_schedule(self, steps: int) -> None:
+        """Move the LR schedule ``steps`` steps on (a resume without optimizer state)."""
+        for _ in range(steps):
+            self.scheduler.step()
 
     def shutdown(self) -> None:
         if hasattr(self, "_writer"):

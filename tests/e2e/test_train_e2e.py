@@ -85,3 +85,28 @@ def test_checkpoint_reloads_in_transformers_with_learner_weights(run):
     for name, tensor in run["learner_sd"].items():
         torch.testing.assert_close(state[name], tensor, rtol=0, atol=0)
     assert json.loads((run["final"] / "trainer_state.json").read_text())["step"] == 2
+
+
+def test_resume_continues_the_run_from_its_checkpoint(run, tiny_llama, parity_reward_module, tiny_run_overrides, tmp_path):
+    """``trainer.resume_from``: the step, weights and optimizer state come back; training goes on at step 3."""
+    from rlkit import Trainer, load_config
+    from rlkit.learner.worker import OPTIMIZER_FILE
+
+    assert (run["final"] / OPTIMIZER_FILE).is_file()
+    overrides = tiny_run_overrides(tiny_llama, tmp_path, parity_reward_module, "resumed")
+    cfg = load_config(
+        "examples/arithmetic_grpo.yaml",
+        overrides=[*overrides, "trainer.total_steps=3", f"trainer.resume_from={run['final']}"],
+    )
+    trainer = Trainer(cfg)
+    try:
+        assert trainer.step == 2
+        resumed = trainer.learners.full_state_dict()
+        for name, tensor in run["learner_sd"].items():
+            torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0)
+        trainer.fit()
+    finally:
+        trainer.close()
+    metrics = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [3] and metrics[0]["grad_norm"] > 0
+    assert metrics[0]["rollout/logprob_diff"] < 1e-3  # the engine started from the checkpoint's weights
