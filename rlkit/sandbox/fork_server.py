@@ -99,7 +99,6 @@ class ForkServer:
         self._spawned.proc.stdin.close()
         self._spawned_pid = self._spawned.proc.pid
         self._sock = ours
-        self.runs = 0
         ready = self._receive(_START_TIMEOUT_S)
         if not ready or "ready" not in ready:
             why = self._stderr_tail()
@@ -135,27 +134,8 @@ class ForkServer:
         input_pipes = [os.pipe() for _ in inputs]
         chan_r, chan_w = os.pipe() if channel_cap is not None else (-1, -1)
         given = [stdin_r, out_w, err_w, *(r for r, _ in input_pipes)] + ([chan_w] if chan_w >= 0 else [])
-        numbers = {INPUT_FDS[i]: str(3 + i) for i in range(len(inputs))}
-        numbers[CHANNEL_FD] = str(3 + len(inputs))
-        files = list(spec.files.items())
-        file_fds = [memfd(content) for _, (content, _) in files]
-        request = {
-            "argv": [numbers.get(a, a) for a in spec.argv],
-            "env": {**BASE_ENV, **spec.env},
-            "cwd": spec.cwd,
-            "uid": spec.uid if spec.uid is not None else random_uid(),
-            "limits": {
-                "cpu_s": limits.cpu_s,
-                "memory_bytes": limits.memory_mb << 20,
-                "nproc": limits.nproc,
-                "file_bytes": limits.file_size_mb << 20,
-                "open_files": limits.open_files,
-            },
-            "files": [[path, mode] for path, (_, mode) in files],
-            "fds": list(range(len(given))),
-            "main_argv": [numbers.get(a, a) for a in spec.main_argv] if spec.main_argv else None,
-        }
-        request["egid"] = random_uid() if spec.split_gid else request["uid"]
+        file_fds = [memfd(content) for content, _ in spec.files.values()]  # same order as request["files"]
+        request = _request(spec, n_inputs=len(inputs), n_fds=len(given))
         try:
             socket.send_fds(self._sock, [json.dumps(request).encode()], given + file_fds)
         except OSError as e:
@@ -167,7 +147,6 @@ class ForkServer:
         finally:
             for fd in given + file_fds:
                 os.close(fd)
-        self.runs += 1
         began = time.monotonic()
         out = Stream("stdout", stdout_cap or limits.output_kb * 1024)
         err = Stream("stderr", limits.output_kb * 1024)
@@ -280,6 +259,31 @@ class ForkServer:
             return proc.stderr.read(65536).decode(errors="replace").strip()[-2000:]
         except (OSError, subprocess.TimeoutExpired):
             return ""
+
+
+def _request(spec: RunSpec, *, n_inputs: int, n_fds: int) -> dict[str, Any]:
+    """The server's instructions for one run of ``spec`` (its files and pipes travel beside it)."""
+    limits = spec.limits
+    numbers = {INPUT_FDS[i]: str(3 + i) for i in range(n_inputs)}  # as the server will number them
+    numbers[CHANNEL_FD] = str(3 + n_inputs)
+    uid = spec.uid if spec.uid is not None else random_uid()
+    return {
+        "argv": [numbers.get(a, a) for a in spec.argv],
+        "main_argv": [numbers.get(a, a) for a in spec.main_argv] if spec.main_argv else None,
+        "env": {**BASE_ENV, **spec.env},
+        "cwd": spec.cwd,
+        "uid": uid,
+        "egid": random_uid() if spec.split_gid else uid,
+        "limits": {
+            "cpu_s": limits.cpu_s,
+            "memory_bytes": limits.memory_mb << 20,
+            "nproc": limits.nproc,
+            "file_bytes": limits.file_size_mb << 20,
+            "open_files": limits.open_files,
+        },
+        "files": [[path, mode] for path, (_, mode) in spec.files.items()],
+        "fds": list(range(n_fds)),
+    }
 
 
 class ForkServerPool:
