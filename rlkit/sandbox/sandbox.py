@@ -251,22 +251,23 @@ class Sandbox:
         inputs = [code.encode("utf-8", "surrogatepass"), json.dumps(job).encode()]
         if self._servers is not None:
             raw = self._raw(self.python.harness_spec(limits=limits), inputs=inputs, channel_cap=_CHANNEL_CAP)
-            run = to_exec_result(raw)
-            events = parse_channel(raw.channel, nonce=nonce, total=len(tests))
-            return _report(assert_results(events, run, total=len(tests)), [run])
+        else:
+            raw = self._run_prewarmed_harness(limits, inputs, nonce)
+        run = to_exec_result(raw)
+        events = parse_channel(raw.channel, nonce=nonce, total=len(tests))
+        return _report(assert_results(events, run, total=len(tests)), [run])
+
+    def _run_prewarmed_harness(self, limits: Limits, inputs: list[bytes], nonce: str) -> RawOutcome:
+        """The harness in a sandbox of its own: a waiting one if there is one, then warm up the next."""
         warm = self._warm.take(limits)
         started = warm or self._start_harness(limits)
         if self.prewarm:
             self._warm.add(limits, self._start_harness)  # warms up while this run goes on
         raw = started if isinstance(started, RawOutcome) else started.finish(inputs=inputs)
-        events = parse_channel(raw.channel, nonce=nonce, total=len(tests))
-        if warm is not None and not events.ready:  # the waiting harness died before its input came
-            started = self._start_harness(limits)
+        if warm is not None and not parse_channel(raw.channel, nonce=nonce, total=0).ready:
+            started = self._start_harness(limits)  # the waiting harness died before its input came
             raw = started if isinstance(started, RawOutcome) else started.finish(inputs=inputs)
-            events = parse_channel(raw.channel, nonce=nonce, total=len(tests))
-        run = to_exec_result(raw)
-        results = assert_results(events, run, total=len(tests))
-        return _report(results, [run])
+        return raw
 
     def _start_harness(self, limits: Limits) -> Started | RawOutcome:
         spec = self.python.harness_spec(limits=limits)
