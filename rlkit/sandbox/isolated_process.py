@@ -15,16 +15,13 @@ bound each exchange with ``timeout_s``. `close` kills the whole tree.
 from __future__ import annotations
 
 import os
-import selectors
 import subprocess
-import threading
-import time
-from collections import deque
 from typing import Mapping, Sequence
 
 from rlkit.sandbox.cgroups import Cgroups, detect_cgroups
 from rlkit.sandbox.isolation import WORK_DIR, Isolation, IsolationMode, RunSpec, random_uid
 from rlkit.sandbox.limits import Limits
+from rlkit.sandbox.pipes import DelimitedReader, OutputTail
 from rlkit.sandbox.process import Spawned, spawn
 
 _STDERR_KEEP = 64 * 1024
@@ -72,13 +69,8 @@ class IsolatedProcess:
                 _chown_tree(src, spec.uid, spec.uid)
         self._spawned: Spawned = spawn(isolation=self._isolation, cgroups=cgroups, spec=spec)
         self._proc = self._spawned.proc
-        self._buffer = bytearray()
-        self._stdout_fd = self._proc.stdout.fileno()
-        os.set_blocking(self._stdout_fd, False)
-        self._stderr_tail: deque[bytes] = deque()
-        self._stderr_size = 0
-        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True, name="rlkit-isolated-stderr")
-        self._stderr_thread.start()
+        self._stdout = DelimitedReader(self._proc.stdout.fileno())
+        self._stderr = OutputTail(self._proc.stderr, keep=_STDERR_KEEP, name="rlkit-isolated-stderr")
         self._closed = False
 
     @property
@@ -109,31 +101,11 @@ class IsolatedProcess:
         At end of output returns what is left (possibly ``b""``). More than
         ``max_bytes`` without a delimiter raises ValueError.
         """
-        deadline = time.monotonic() + timeout_s
-        with selectors.DefaultSelector() as sel:
-            sel.register(self._stdout_fd, selectors.EVENT_READ)
-            while True:
-                end = self._buffer.find(delimiter)
-                if end >= 0:
-                    return self._take(end + len(delimiter))
-                if len(self._buffer) > max_bytes:
-                    raise ValueError(f"more than {max_bytes} bytes of output without {delimiter!r}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no {delimiter!r} from the isolated process within {timeout_s:g} s")
-                if not sel.select(timeout=remaining):
-                    continue
-                try:
-                    chunk = os.read(self._stdout_fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    return self._take(len(self._buffer))
-                self._buffer += chunk
+        return self._stdout.read_until(delimiter, timeout_s=timeout_s, max_bytes=max_bytes)
 
     def stderr_text(self) -> str:
         """The last 64 KiB the process wrote to stderr."""
-        return b"".join(self._stderr_tail).decode("utf-8", "replace")
+        return self._stderr.text()
 
     def close(self) -> int | None:
         """Kill the whole tree, reap it, remove its cgroup; returns the exit status."""
@@ -150,7 +122,7 @@ class IsolatedProcess:
                 stream.close()
             except OSError:
                 pass
-        self._stderr_thread.join(timeout=5)
+        self._stderr.join(timeout_s=5)
         self._spawned.release()
         for path, uid, gid in self._owners:  # hand the rw_binds back to their owner
             _chown_tree(path, uid, gid)
@@ -165,24 +137,6 @@ class IsolatedProcess:
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             self.close()
-
-    def _take(self, n: int) -> bytes:
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
-
-    def _drain_stderr(self) -> None:
-        stream = self._proc.stderr
-        while True:
-            chunk = stream.read1(1 << 16)
-            if not chunk:
-                stream.close()
-                return
-            self._stderr_tail.append(chunk)
-            self._stderr_size += len(chunk)
-            while self._stderr_size - len(self._stderr_tail[0]) >= _STDERR_KEEP:
-                self._stderr_size -= len(self._stderr_tail.popleft())
-
 
 def _pairs(name: str, binds: Sequence[str | tuple[str, str]]) -> list[tuple[str, str]]:
     out = []

@@ -9,17 +9,15 @@ through ``#eval`` before the verdict. Register another with :func:`register_laun
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import os
-import selectors
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from rlkit.sandbox.pipes import DelimitedReader, OutputTail
 
 
 class MemoryLimitExceeded(RuntimeError):
@@ -103,12 +101,8 @@ class LocalProcess:
             list(spec.argv), cwd=spec.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True, preexec_fn=_kill_with_parent,
         )  # fmt: skip
-        self._stdout_fd = self._proc.stdout.fileno()
-        os.set_blocking(self._stdout_fd, False)
-        self._buffer = bytearray()
-        self._stderr: collections.deque[bytes] = collections.deque()
-        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True, name="rlkit-lean-stderr")
-        self._stderr_thread.start()
+        self._stdout = DelimitedReader(self._proc.stdout.fileno())
+        self._stderr = OutputTail(self._proc.stderr, keep=_STDERR_KEEP, name="rlkit-lean-stderr")
         self._closed = False
 
     @property
@@ -125,35 +119,12 @@ class LocalProcess:
 
     def read_until(self, delimiter: bytes, *, timeout_s: float, max_bytes: int = 64 << 20) -> bytes:
         """stdout up to and including ``delimiter``; what is left at EOF; TimeoutError after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        with selectors.DefaultSelector() as sel:
-            sel.register(self._stdout_fd, selectors.EVENT_READ)
-            while True:
-                end = self._buffer.find(delimiter)
-                if end >= 0:
-                    data = bytes(self._buffer[: end + len(delimiter)])
-                    del self._buffer[: end + len(delimiter)]
-                    return data
-                if len(self._buffer) > max_bytes:
-                    raise ValueError(f"more than {max_bytes} bytes of output without {delimiter!r}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no reply within {timeout_s:g} s")
-                self._check_memory()
-                if not sel.select(timeout=min(remaining, 0.2)):
-                    continue
-                try:
-                    chunk = os.read(self._stdout_fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    data = bytes(self._buffer)
-                    self._buffer.clear()
-                    return data
-                self._buffer += chunk
+        return self._stdout.read_until(
+            delimiter, timeout_s=timeout_s, max_bytes=max_bytes, while_waiting=self._check_memory, check_every_s=0.2
+        )
 
     def stderr_text(self) -> str:
-        return b"".join(self._stderr).decode("utf-8", "replace")
+        return self._stderr.text()
 
     def close(self) -> int | None:
         if not self._closed:
@@ -168,7 +139,7 @@ class LocalProcess:
                     stream.close()
                 except OSError:
                     pass
-            self._stderr_thread.join(timeout=5)
+            self._stderr.join(timeout_s=5)
         return self._proc.returncode
 
     def _check_memory(self) -> None:
@@ -178,14 +149,6 @@ class LocalProcess:
         if used > self.memory_mb * 2**20:
             self.close()
             raise MemoryLimitExceeded(f"REPL used {used / 2**20:.0f} MiB (limit {self.memory_mb} MiB)")
-
-    def _drain_stderr(self) -> None:
-        size = 0
-        for chunk in iter(lambda: self._proc.stderr.read1(1 << 16), b""):
-            self._stderr.append(chunk)
-            size += len(chunk)
-            while size - len(self._stderr[0]) >= _STDERR_KEEP:
-                size -= len(self._stderr.popleft())
 
 
 def tree_rss_bytes(pid: int) -> int:
