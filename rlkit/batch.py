@@ -32,6 +32,7 @@ class TrainBatch:
     old_logprobs: Tensor | None = None  # [B, R] filled by the learners before the update
     old_entropy: Tensor | None = None  # [B, R] when a loss (ERC) needs it
     ref_logprobs: Tensor | None = None  # [B, R] when a KL term needs it
+    replayed: Tensor | None = None  # [B] bool: replayed answers (RLEP), whose rollout_logprobs are unknown
 
     @property
     def size(self) -> int:
@@ -120,6 +121,7 @@ def build_batch(
     advantages: Tensor,
     loss_mask: list[list[int]] | None = None,
     sft_select: list[bool] | None = None,
+    replayed: list[bool] | None = None,
     pad_token_id: int,
 ) -> TrainBatch:
     """Pack per-sample token lists into the padded layout above.
@@ -155,4 +157,5 @@ def build_batch(
         advantages=advantages.to(torch.float32),
         rollout_logprobs=logprobs,
         sft_select=torch.tensor(sft_select if sft_select is not None else [False] * n, dtype=torch.bool),
+        replayed=torch.tensor(replayed, dtype=torch.bool) if replayed is not None else None,
     )

@@ -43,6 +43,19 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect_pool(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from rlkit.replay.collect import collect_pool
+
+    stats = collect_pool(
+        config, checkpoint=args.checkpoint, out=args.out, samples=args.samples, temperature=args.temperature,
+        top_p=args.top_p, min_correct=args.min_correct, success=args.success, num_prompts=args.prompts,
+        offset=args.offset,
+    )  # fmt: skip
+    print(f"{stats}; written to {args.out}")
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
     from rlkit.config import ConfigError
     from rlkit.submit import submit_job, wait_for_job
@@ -88,6 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", type=int, default=4, help="sampled completions per prompt (default 4)")
     ev.add_argument("--offset", type=int, default=0, help="first row to use (default 0)")
     ev.set_defaults(func=_eval)
+
+    pool = sub.add_parser("collect-pool", help="RLEP phase 1: a replay pool of a checkpoint's verified answers",
+                          description="Sample --samples answers per prompt of CONFIG's data from --checkpoint, "
+                                      "keep those scoring >= --success, and write the prompts with at least "
+                                      "--min-correct of them to --out; train with replay.pool=OUT.")
+    pool.add_argument("config")
+    pool.add_argument("overrides", nargs="*", metavar="key.path=value")
+    pool.add_argument("--checkpoint", required=True, help="a trained checkpoint folder (HF format)")
+    pool.add_argument("--out", required=True, help="the pool file to write (JSONL)")
+    pool.add_argument("--samples", type=int, default=64, help="answers per prompt (default 64)")
+    pool.add_argument("--temperature", type=float, default=0.7, help="default 0.7")
+    pool.add_argument("--top-p", type=float, default=0.95, help="default 0.95")
+    pool.add_argument("--min-correct", type=int, default=2, help="correct answers a prompt needs for a pool (default 2)")
+    pool.add_argument("--success", type=float, default=1.0, help="lowest score that counts as correct (default 1.0)")
+    pool.add_argument("--prompts", type=int, default=None, help="only the first N prompts (default: all)")
+    pool.add_argument("--offset", type=int, default=0, help="first prompt row (default 0)")
+    pool.set_defaults(func=_collect_pool)
 
     submit = sub.add_parser("submit", help="run a training config as a job on a Ray cluster",
                             description="Validate CONFIG locally, then submit `rlkit train CONFIG ...` through the "

@@ -110,6 +110,16 @@ class TrainerConfig(StrictModel):
     The KL reference stays ``model.path``."""
 
 
+class ReplayConfig(StrictModel):
+    """RLEP phase 2 (algorithms.md section 10): each prompt group gets ``per_prompt`` verified
+    answers from ``pool`` (written by ``rlkit collect-pool``) beside its fresh rollouts."""
+
+    pool: str | None = None
+    """A replay pool (JSONL); None: no replay."""
+    per_prompt: int = Field(2, ge=1)
+    """M: replayed answers per prompt and step (fewer where the prompt's pool is smaller)."""
+
+
 class RayConfig(StrictModel):
     address: str | None = None
     """None starts a local Ray; "auto" or "ray://host:port" joins a cluster."""
@@ -127,6 +137,7 @@ class ExperimentConfig(StrictModel):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     reward: RewardConfig
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")

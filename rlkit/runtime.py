@@ -61,6 +61,25 @@ def start_engines(cfg: ExperimentConfig, model_path: str) -> list:
     return engines
 
 
+def generate_on_engines(engines: list, prompt_ids: list[list[int]], sampling) -> list:
+    """Completions for every prompt, the prompts spread round-robin over ``engines``.
+
+    Each completion's ``prompt_index`` is its prompt's index in ``prompt_ids``;
+    completions come grouped by engine, each prompt's samples together.
+    """
+    import dataclasses
+
+    import ray
+
+    shards = [list(range(i, len(prompt_ids), len(engines))) for i in range(len(engines))]
+    futures = [e.generate.remote([prompt_ids[i] for i in idx], sampling) for e, idx in zip(engines, shards)]
+    return [
+        dataclasses.replace(c, prompt_index=idx[c.prompt_index])
+        for idx, completions in zip(shards, ray.get(futures))
+        for c in completions
+    ]
+
+
 def setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

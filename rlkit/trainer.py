@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,10 @@ from rlkit.learner.group import LearnerGroup
 from rlkit.learner.worker import OPTIMIZER_FILE, LearnerSpec
 from rlkit.memory import PeakMemoryMonitor
 from rlkit.models import resolve_model_path
+from rlkit.replay import ReplayPool
 from rlkit.rewards import build_reward
 from rlkit.rollout.types import Completion, SamplingConfig
-from rlkit.runtime import MetricsLog, init_ray, setup_logging, start_engines
+from rlkit.runtime import MetricsLog, generate_on_engines, init_ray, setup_logging, start_engines
 
 logger = logging.getLogger("rlkit")
 
@@ -81,6 +83,7 @@ class Trainer:
         self.renderer = PromptRenderer(self.tokenizer, cfg.data)
         self.sampler = PromptSampler(len(self.rows), seed=cfg.seed, shuffle=cfg.data.shuffle)
         self.reward = build_reward(cfg.reward)
+        self.replay = ReplayPool.load(cfg.replay.pool) if cfg.replay.pool else None
         if resume:
             self._load_trainer_state(resume)
 
@@ -109,6 +112,8 @@ class Trainer:
             started = time.perf_counter()
 
             rollouts, metrics = self.collect_rollouts(self.config.trainer.prompts_per_step)
+            if self.replay is not None:
+                metrics.update(self.add_replayed(rollouts))
             batch = self.make_batch(rollouts)
             metrics.update(self.update(batch))
             metrics["time/sync_s"] = self.sync_weights()
@@ -131,40 +136,63 @@ class Trainer:
 
     def generate(self, rows: list[dict], *, n: int | None = None) -> Rollouts:
         """``n`` (default ``rollout.group_size``) samples per row, spread over the engines."""
-        import ray
-
         r = self.config.rollout
         sampling = SamplingConfig(
             n=n or r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
             max_new_tokens=r.max_new_tokens, stop=tuple(r.stop),
         )
         prompt_ids = [self.renderer.token_ids(row) for row in rows]
-        shards = [list(range(i, len(rows), len(self.engines))) for i in range(len(self.engines))]
-        futures = [e.generate.remote([prompt_ids[i] for i in idx], sampling) for e, idx in zip(self.engines, shards)]
         out = Rollouts()
         first_group, self._next_group_id = self._next_group_id, self._next_group_id + len(rows)
-        for idx, completions in zip(shards, ray.get(futures)):
-            for c in completions:
-                row_index = idx[c.prompt_index]
-                out.rows.append(rows[row_index])
-                out.prompt_ids.append(prompt_ids[row_index])
-                out.completions.append(c)
-                out.group_ids.append(first_group + row_index)
+        for c in generate_on_engines(self.engines, prompt_ids, sampling):
+            out.rows.append(rows[c.prompt_index])
+            out.prompt_ids.append(prompt_ids[c.prompt_index])
+            out.completions.append(c)
+            out.group_ids.append(first_group + c.prompt_index)
         return out
 
     def score(self, rollouts: Rollouts) -> dict[str, float]:
         """Verifier rewards (plus overlong shaping) into ``rollouts``; returns reward metrics."""
         scored = self.reward([c.text for c in rollouts.completions], rollouts.rows)
         rollouts.task_scores = list(scored.scores)
-        rewards = torch.tensor(scored.scores, dtype=torch.float32)
+        rollouts.rewards = self._shaped(rollouts.task_scores, rollouts.completions)
+        return dict(scored.metrics)
+
+    def _shaped(self, task_scores: list[float], completions: list[Completion]) -> list[float]:
+        """Task scores plus DAPO's overlong shaping, when on: the rewards advantages use."""
+        rewards = torch.tensor(task_scores, dtype=torch.float32)
         overlong = self.config.algorithm.overlong
         if overlong.enabled:
-            lengths = torch.tensor([len(c.token_ids) for c in rollouts.completions])
+            lengths = torch.tensor([len(c.token_ids) for c in completions])
             rewards = rewards + overlong_penalty(
                 lengths, max_len=overlong.max_len, cache_len=overlong.cache_len, factor=overlong.penalty_factor
             )
-        rollouts.rewards = rewards.tolist()
-        return dict(scored.metrics)
+        return rewards.tolist()
+
+    def add_replayed(self, rollouts: Rollouts) -> dict[str, float]:
+        """RLEP: append ``replay.per_prompt`` pooled answers to every group (same group id, so fresh and
+        replayed answers share one baseline); their old log-probs come from the current policy like any other's."""
+        rng = random.Random(self.config.seed * 1_000_003 + self.step)
+        extra = Rollouts()
+        groups = _group_indices(rollouts.group_ids)
+        with_pool = 0
+        for group_id, members in groups.items():
+            first = members[0]
+            drawn = self.replay.sample(rollouts.prompt_ids[first], self.config.replay.per_prompt, rng)
+            with_pool += bool(drawn)
+            for answer in drawn:
+                extra.rows.append(rollouts.rows[first])
+                extra.prompt_ids.append(rollouts.prompt_ids[first])
+                extra.completions.append(Completion(
+                    prompt_index=rollouts.completions[first].prompt_index, token_ids=list(answer.token_ids),
+                    logprobs=[0.0] * len(answer.token_ids), text=answer.text,
+                    finish_reason="length" if answer.truncated else "stop", info={"replayed": True},
+                ))  # fmt: skip
+                extra.group_ids.append(group_id)
+                extra.task_scores.append(answer.score)
+        extra.rewards = self._shaped(extra.task_scores, extra.completions)
+        rollouts.extend(extra)
+        return {"replay/samples": float(len(extra)), "replay/groups_with_pool": with_pool / max(len(groups), 1)}
 
     def collect_rollouts(self, num_prompts: int) -> tuple[Rollouts, dict[str, float]]:
         """Generate and score ``num_prompts`` groups; with DAPO dynamic sampling, drop groups whose
@@ -210,6 +238,7 @@ class Trainer:
             group_ids=rollouts.group_ids, rewards=rollouts.rewards,
             advantages=torch.zeros(len(rollouts)),
             sft_select=[s == 1.0 for s in rollouts.task_scores],
+            replayed=[bool(c.info.get("replayed")) for c in rollouts.completions],
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
         )
         if algo.overlong.filter_truncated:
@@ -232,7 +261,10 @@ class Trainer:
         if not on_policy:
             old = self.learners.compute_logprobs(batch, with_entropy=algo.erc is not None)
             batch.old_logprobs, batch.old_entropy = old["logprobs"], old["entropy"]
-            metrics["rollout/logprob_diff"] = _masked_mean((batch.rollout_logprobs - batch.old_logprobs).abs(), batch.response_mask)
+            sampled = batch.response_mask  # replayed answers have no engine log-probs
+            if batch.replayed is not None:
+                sampled = sampled * (~batch.replayed)[:, None]
+            metrics["rollout/logprob_diff"] = _masked_mean((batch.rollout_logprobs - batch.old_logprobs).abs(), sampled)
         generator = torch.Generator().manual_seed(self.config.seed * 7919 + self.step)
         steps = []
         for _ in range(tcfg.ppo_epochs):

@@ -86,7 +86,7 @@ class LearnerGroup:
 
 
 def _reduce(outs: list[dict]) -> dict[str, float]:
-    """Sum per-rank sums; token-weighted means for ``*_sum`` metrics; max of ``*_max``."""
+    """Sum per-rank sums; token-weighted means for ``*_sum`` metrics, ``*_num / *_den`` ratios; max of ``*_max``."""
     sums: dict[str, float] = defaultdict(float)
     for out in outs:
         for k, v in out["sums"].items():
@@ -98,6 +98,10 @@ def _reduce(outs: list[dict]) -> dict[str, float]:
             metrics[key] = outs[0]["sums"][key]  # identical on every rank
         elif key.endswith("_sum"):
             metrics[key[: -len("_sum")]] = value / tokens
+        elif key.endswith("_num"):
+            metrics[key[: -len("_num")]] = value / max(sums[key[: -len("_num")] + "_den"], 1.0)
+        elif key.endswith("_den"):
+            continue
         else:
             metrics[key] = value
     for out in outs:

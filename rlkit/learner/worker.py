@@ -14,7 +14,7 @@ import math
 import os
 import socket
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
@@ -205,8 +205,11 @@ class LearnerWorker:
             sums["policy_loss"] += loss.item() * weight
             sums["tokens"] += tokens
             sums["entropy_sum"] += float((entropy.detach() * mask).sum())
-            if on_policy:
-                sums["logprob_diff_sum"] += float(((mb.rollout_logprobs.to(logprobs) - logprobs.detach()).abs() * mask).sum())
+            if on_policy:  # the engine's log-probs against the learner's (replayed answers have none)
+                sampled = mask if mb.replayed is None else mask * (~mb.replayed.to(mask.device))[:, None]
+                diff = (mb.rollout_logprobs.to(logprobs) - logprobs.detach()).abs()
+                sums["logprob_diff_num"] += float((diff * sampled).sum())
+                sums["logprob_diff_den"] += float(sampled.sum())
             for key, value in metrics.items():
                 if key.endswith("_max"):
                     maxes[key] = max(maxes.get(key, -math.inf), value)
