@@ -85,3 +85,11 @@ def test_cli_reports_config_errors_before_starting_anything(capsys):
 def test_cli_print_config_shows_resolved_values(capsys):
     assert cli_main(["train", DEMO, "trainer.total_steps=7", "--print-config"]) == 0
     assert "total_steps: 7" in capsys.readouterr().out
+
+
+def test_replay_section_is_typed_and_checked(capsys):
+    cfg = load_config(DEMO, overrides=["replay.pool=pool.jsonl", "replay.per_prompt=3"])
+    assert (cfg.replay.pool, cfg.replay.per_prompt) == ("pool.jsonl", 3)
+    assert load_config(DEMO).replay.pool is None  # replay is off unless a pool is given
+    assert cli_main(["collect-pool", DEMO, "replay.per_prompt=0", "--checkpoint", "x", "--out", "y"]) == 2
+    assert "replay.per_prompt" in capsys.readouterr().err
