@@ -131,3 +131,13 @@ def test_without_a_pool_entry_nothing_is_added(tmp_path):
     rollouts = _fresh_rollouts({0: [1, 2]}, {0: [0.0, 1.0]})
     assert trainer.add_replayed(rollouts) == {"replay/samples": 0.0, "replay/groups_with_pool": 0.0}
     assert len(rollouts) == 2
+
+
+def test_a_pool_written_in_part_is_still_a_valid_pool(tmp_path):
+    from rlkit.replay import PoolWriter
+
+    writer = PoolWriter(tmp_path / "pool.jsonl")
+    writer.write([1, 2], [_answer(3), _answer(4)])  # collection cut short here: the file was flushed
+    partial = ReplayPool.load(tmp_path / "pool.jsonl")
+    assert (len(partial), partial.num_responses, writer.prompts, writer.responses) == (1, 2, 1, 2)
+    writer.close()

@@ -4,6 +4,6 @@
 a trained checkpoint; ``replay.pool`` in an experiment config replays it.
 """
 
-from rlkit.replay.pool import PooledResponse, ReplayPool, prompt_key
+from rlkit.replay.pool import PooledResponse, PoolWriter, ReplayPool, prompt_key
 
-__all__ = ["PooledResponse", "ReplayPool", "prompt_key"]
+__all__ = ["PooledResponse", "PoolWriter", "ReplayPool", "prompt_key"]

@@ -6,7 +6,8 @@
 For each training prompt: ``samples`` answers at temperature 0.7, top-p 0.95
 (the paper's settings, changeable), scored by the config's reward; answers
 scoring at least ``success`` are kept, and a prompt gets a pool only with
-``min_correct`` (2) or more of them. Prints a progress line per chunk of prompts.
+``min_correct`` (2) or more of them. Prints a progress line per chunk of prompts
+and writes the pool as it goes (a run cut short leaves a valid, shorter pool).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from rlkit.config import ExperimentConfig
 from rlkit.data import PromptRenderer, load_rows
-from rlkit.replay.pool import PooledResponse, ReplayPool
+from rlkit.replay.pool import PooledResponse, PoolWriter
 from rlkit.rewards import build_reward
 from rlkit.rollout.types import SamplingConfig
 from rlkit.runtime import generate_on_engines, init_ray, setup_logging, start_engines
@@ -75,9 +76,9 @@ def collect_pool(
     )  # fmt: skip
     init_ray(cfg)
     engines = start_engines(cfg, checkpoint)
-    pool, stats = ReplayPool(), CollectStats(len(rows), 0, 0, 0, 0, 0.0)
+    stats = CollectStats(len(rows), 0, 0, 0, 0, 0.0)
     try:
-        with build_reward(cfg.reward) as reward:
+        with build_reward(cfg.reward) as reward, PoolWriter(out) as pool:
             for first in range(0, len(rows), chunk_prompts):
                 chunk = rows[first : first + chunk_prompts]
                 prompt_ids = [renderer.token_ids(row) for row in chunk]
@@ -92,26 +93,25 @@ def collect_pool(
                             PooledResponse(token_ids=tuple(c.token_ids), text=c.text, score=float(score),
                                            truncated=c.truncated)  # fmt: skip
                         )
-                for index, responses in kept.items():
+                for index, responses in sorted(kept.items()):
                     if len(responses) >= min_correct:
-                        pool.add(prompt_ids[index], responses)
+                        pool.write(prompt_ids[index], responses)
                 _progress(first + len(chunk), len(rows), pool, started)
+        stats.pooled_prompts, stats.pooled_answers = pool.prompts, pool.responses
     finally:
         for engine in engines:
             ray.kill(engine)
-    pool.save(out)
-    stats.pooled_prompts, stats.pooled_answers = len(pool), pool.num_responses
     stats.seconds = time.perf_counter() - started
     logger.info("replay pool written to %s: %s", out, stats)
     return stats
 
 
-def _progress(done: int, total: int, pool: ReplayPool, started: float) -> None:
+def _progress(done: int, total: int, pool: PoolWriter, started: float) -> None:
     elapsed = time.perf_counter() - started
     rate = done / elapsed if elapsed > 0 else 0.0
     eta = (total - done) / rate if rate > 0 else 0.0
     print(
-        f"collect-pool {done}/{total} prompts | {rate:.2f} prompts/s | pooled {len(pool)} prompts, "
-        f"{pool.num_responses} answers | ETA {eta:.0f}s",
+        f"collect-pool {done}/{total} prompts | {rate:.2f} prompts/s | pooled {pool.prompts} prompts, "
+        f"{pool.responses} answers | ETA {eta:.0f}s",
         flush=True,
     )

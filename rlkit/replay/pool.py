@@ -76,12 +76,10 @@ class ReplayPool:
     def save(self, path: str | Path) -> None:
         """Write the pool as JSONL (atomically: a crash leaves the old file or the new one)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
+        with PoolWriter(tmp) as writer:
             for key, responses in self._responses.items():
-                line = {"prompt_key": key, "prompt_ids": self._prompts[key], "responses": [r.to_dict() for r in responses]}
-                f.write(json.dumps(line) + "\n")
+                writer.write(self._prompts[key], responses)
         os.replace(tmp, path)
 
     @classmethod
@@ -106,6 +104,34 @@ class ReplayPool:
                     raise ValueError(f"{where}: prompt_key does not match prompt_ids")
                 pool.add(prompt_ids, responses)
         return pool
+
+
+class PoolWriter:
+    """Writes a pool one prompt at a time, flushing each line: a run cut short leaves a valid, shorter pool."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "w")
+        self.prompts = 0
+        self.responses = 0
+
+    def write(self, prompt_ids: Sequence[int], responses: Sequence[PooledResponse]) -> None:
+        line = {"prompt_key": prompt_key(prompt_ids), "prompt_ids": list(prompt_ids),
+                "responses": [r.to_dict() for r in responses]}  # fmt: skip
+        self._file.write(json.dumps(line) + "\n")
+        self._file.flush()
+        self.prompts += 1
+        self.responses += len(responses)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> PoolWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _field(record: Any, name: str, kind: type, where: str) -> Any:
