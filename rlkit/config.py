@@ -141,6 +141,16 @@ class ExperimentConfig(StrictModel):
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")
+    def _check_replay(self) -> "ExperimentConfig":
+        kl = self.algorithm.kl
+        if self.replay.pool and kl.enabled and kl.target == "reward":
+            raise ValueError(
+                "replay.pool with algorithm.kl.target=reward: the KL reward needs the sampling log-probs, "
+                "which replayed answers do not have; use algorithm.kl.target=loss"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_batch_split(self) -> "ExperimentConfig":
         samples = self.trainer.prompts_per_step * self.rollout.group_size
         if self.trainer.num_mini_batches > samples:

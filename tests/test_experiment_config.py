@@ -93,3 +93,9 @@ def test_replay_section_is_typed_and_checked(capsys):
     assert load_config(DEMO).replay.pool is None  # replay is off unless a pool is given
     assert cli_main(["collect-pool", DEMO, "replay.per_prompt=0", "--checkpoint", "x", "--out", "y"]) == 2
     assert "replay.per_prompt" in capsys.readouterr().err
+
+
+def test_replay_with_a_kl_reward_is_refused_at_load():
+    with pytest.raises(ConfigError, match="KL reward needs the sampling log-probs"):
+        load_config(DEMO, overrides=["replay.pool=p.jsonl", "algorithm.kl.coef=0.01", "algorithm.kl.target=reward"])
+    assert load_config(DEMO, overrides=["replay.pool=p.jsonl", "algorithm.kl.coef=0.01"]).algorithm.kl.target == "loss"
