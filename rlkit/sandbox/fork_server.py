@@ -342,12 +342,21 @@ class ForkServerPool:
             launcher.shutdown(wait=False)
 
     def _launch(self, key: tuple[int, bool]) -> ForkServer:
-        with self._lock:
-            if self._launcher is None:
-                self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlkit-fork-server-launcher")
-            launcher = self._launcher
-            self.started += 1
-        return launcher.submit(self._factory, *key).result()
+        while True:
+            with self._lock:
+                if self._launcher is None:
+                    self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlkit-fork-server-launcher")
+                launcher = self._launcher
+            try:
+                future = launcher.submit(self._factory, *key)
+            except RuntimeError:  # `close` shut this launcher down meanwhile; the next one serves
+                with self._lock:
+                    if self._launcher is launcher:
+                        self._launcher = None
+                continue
+            with self._lock:
+                self.started += 1
+            return future.result()
 
     def _take(self, key: tuple[int, bool]) -> ForkServer | None:
         self._adopt_after_fork()
