@@ -114,7 +114,7 @@ def test_lean_feedback_two_turn_episode(tokenizer, replay, lean_fixtures):
     assert step1.observation == (
         "Lean rejected the proof:\n2:2: error: maximum recursion depth has been reached\n"
         "use `set_option maxRecDepth <num>` to increase limit\n"
-        "use `set_option diagnostics true` to get more information\n"
+        "use `set_option diagnostics true` to get diagnostic information\n"
         "Write a corrected proof in a ```lean block."
     )
     traj.append_inserted(renderer.end_of_turn(first), kind="end_of_turn")
