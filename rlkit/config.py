@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rlkit.algorithm_config import AlgorithmConfig
+from rlkit.envs.config import ArpoConfig, EnvConfig
 from rlkit.rewards.config import RewardConfig
 from rlkit.tracking.config import LogConfig
 
@@ -89,6 +90,8 @@ class RolloutConfig(StrictModel):
     resources: dict[str, float] | None = None
     """Ray resources of each engine bundle (one per tensor/pipeline rank), e.g. ``{GPU: 1}`` or
     ``{"node2": 1}``. None: one GPU where the cluster has GPUs, else a tiny CPU share."""
+    arpo: ArpoConfig | None = None
+    """ARPO's entropy-based adaptive branching (needs ``env``; ``group_size`` must equal ``arpo.budget``)."""
 
 
     @model_validator(mode="after")
@@ -158,6 +161,14 @@ class TrainerConfig(StrictModel):
     overwrite: bool = False
     """Delete an existing run directory of the same name and start fresh (``rlkit train --overwrite``)."""
 
+    @model_validator(mode="after")
+    def _check_resume(self) -> "TrainerConfig":
+        if self.resume == "auto" and self.resume_from:
+            raise ValueError("give trainer.resume=auto (latest checkpoint of this run) or trainer.resume_from, not both")
+        if self.resume == "auto" and self.overwrite:
+            raise ValueError("trainer.resume=auto continues the run that trainer.overwrite would delete; choose one")
+        return self
+
 
 class ReplayConfig(StrictModel):
     """RLEP phase 2 (algorithms.md section 10): each prompt group gets ``per_prompt`` verified
@@ -193,11 +204,27 @@ class ExperimentConfig(StrictModel):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
-    reward: RewardConfig
+    reward: RewardConfig | None = None
+    """Required, except from Python when ``Trainer(reward_fn=...)`` supplies the reward."""
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    env: EnvConfig | None = None
+    """Multi-turn agentic rollouts (rlkit.envs, docs/agentic.md); None: one completion per sample."""
+
+    @model_validator(mode="after")
+    def _check_agentic(self) -> "ExperimentConfig":
+        arpo = self.rollout.arpo
+        if arpo is not None and self.env is None:
+            raise ValueError("rollout.arpo needs an env: section (ARPO branches after tool results)")
+        if arpo is not None and self.rollout.group_size != arpo.budget:
+            raise ValueError(f"rollout.group_size ({self.rollout.group_size}) must equal rollout.arpo.budget ({arpo.budget}): M is the group")
+        if self.algorithm.attribution == "hard" and arpo is None:
+            raise ValueError("algorithm.attribution=hard needs rollout.arpo (only branched trajectories share prefixes)")
+        if self.env is not None and self.replay.pool:
+            raise ValueError("replay.pool with env: replayed answers carry no per-turn loss mask; use one or the other")
+        return self
 
     @model_validator(mode="after")
     def _check_replay(self) -> "ExperimentConfig":

@@ -39,7 +39,6 @@ class EvalResult:
 
 def evaluate(cfg: ExperimentConfig, *, num_prompts: int, samples: int, offset: int = 0) -> EvalResult:
     """Score ``samples`` sampled completions and one greedy completion for ``num_prompts`` rows."""
-    import ray
     from transformers import AutoTokenizer
 
     setup_logging()
@@ -51,16 +50,16 @@ def evaluate(cfg: ExperimentConfig, *, num_prompts: int, samples: int, offset: i
     renderer = PromptRenderer(tokenizer, cfg.data)
     prompts = [renderer.token_ids(r) for r in rows]
     init_ray(cfg)
-    engine = start_engines(cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"num_engines": 1})}), model_path)[0]
+    pool = start_engines(cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"num_engines": 1})}), model_path)
     r = cfg.rollout
-    sampled = ray.get(engine.generate.remote(prompts, SamplingConfig(
-        n=samples, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop))))
-    greedy = ray.get(engine.generate.remote(prompts, SamplingConfig(
-        n=1, temperature=0.0, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop))))
+    sampled = pool.generate(prompts, SamplingConfig(
+        n=samples, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop)))
+    greedy = pool.generate(prompts, SamplingConfig(
+        n=1, temperature=0.0, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop)))
     with build_reward(cfg.reward) as reward:
         s_scores = reward([c.text for c in sampled], [rows[c.prompt_index] for c in sampled]).scores
         g_scores = reward([c.text for c in greedy], [rows[c.prompt_index] for c in greedy]).scores
-    ray.kill(engine)
+    pool.close()
     groups = [s_scores[i * samples : (i + 1) * samples] for i in range(len(rows))]
     return EvalResult(
         prompts=len(rows), samples_per_prompt=samples,

@@ -12,11 +12,14 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from rlkit.algorithms.arpo import hard_attribution
 from rlkit.algorithms import (
     DynamicSamplingBuffer,
     compute_advantages,
@@ -33,11 +36,14 @@ from rlkit.memory import PeakMemoryMonitor
 from rlkit.models import resolve_model_path
 from rlkit.replay import ReplayPool
 from rlkit.rewards import build_reward
-from rlkit.rollout.types import Completion, SamplingConfig
+from rlkit.rollout.types import Completion, SamplingConfig, sampling_seed
 from rlkit.cluster import cluster_resources, create_placement, init_ray, plan_placement
 from rlkit.cluster.engines import EnginePool
 from rlkit.runtime import setup_logging
+from rlkit.run_dir import CHECKPOINTS, atomic_dir, prepare_run_dir, rotate_checkpoints
 from rlkit.tracking import RunInfo, RunLogger
+from rlkit.tracking.samples import sample_records
+from rlkit.user_api import CallbackList, StepCounter, reward_from_callables, rows_from_data
 
 logger = logging.getLogger("rlkit")
 
@@ -87,29 +93,48 @@ def on_policy_warning(config: ExperimentConfig) -> str | None:
 
 
 class Trainer:
-    """Builds every part from an :class:`ExperimentConfig`; :meth:`fit` trains."""
+    """Builds every part from an :class:`ExperimentConfig`; :meth:`fit` trains.
 
-    def __init__(self, config: ExperimentConfig) -> None:
+    Python objects may replace parts of the config (see :mod:`rlkit.user_api`): ``reward_fn`` (a
+    callable ``fn(completion, sample) -> float``, or a list of them or of ``(fn, weight)``),
+    ``train_data`` / ``eval_data`` (row dicts or a ``datasets.Dataset``) and ``callbacks``
+    (``on_step_end(trainer, metrics)``, ``on_eval(trainer, metrics)``, ``on_checkpoint(trainer, path)``;
+    any may call :meth:`request_stop`).
+    """
+
+    def __init__(
+        self, config: ExperimentConfig, *, reward_fn: Any = None, train_data: Any = None, eval_data: Any = None,
+        callbacks: Sequence[Any] = (),
+    ) -> None:
         from transformers import AutoTokenizer
 
         setup_logging()
         self.config = cfg = config
         if warning := on_policy_warning(cfg):
             logger.warning(warning)
+        self.callbacks = CallbackList(callbacks)
+        self.stop_reason: str | None = None
         self.run_dir = cfg.run_dir
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        auto_resume = prepare_run_dir(self.run_dir, resume=cfg.trainer.resume, overwrite=cfg.trainer.overwrite)
         (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
         self.step = 0
+        self.last_checkpoint: Path | None = None
+        self._skipped_in_a_row = 0  # optimizer steps skipped for a non-finite gradient norm, in a row
         self._next_group_id = 0  # every prompt drawn gets a fresh group id
+        self._seed_step, self._step_prompts = -1, 0  # prompts drawn so far in step _seed_step
 
         self.model_path = str(resolve_model_path(cfg.model.path))
-        resume = Path(cfg.trainer.resume_from) if cfg.trainer.resume_from else None
+        resume = Path(cfg.trainer.resume_from) if cfg.trainer.resume_from else auto_resume
         weights_path = str(resume) if resume else self.model_path
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.renderer = PromptRenderer(self.tokenizer, cfg.data)
-        self.rows = load_prompt_rows(cfg.data, self.renderer)  # long prompts found here, not mid-run
+        if train_data is None:
+            self.rows = load_prompt_rows(cfg.data, self.renderer)  # long prompts found here, not mid-run
+        else:
+            self.rows = self.renderer.drop_long(self._user_rows(train_data, "train_data"), source="train_data")
+        self.eval_rows = self._user_rows(eval_data, "eval_data") if eval_data is not None else None
         self.sampler = PromptSampler(len(self.rows), seed=cfg.seed, shuffle=cfg.data.shuffle)
-        self.reward = build_reward(cfg.reward)
+        self.reward = reward_from_callables(reward_fn, cfg.reward) if reward_fn is not None else build_reward(cfg.reward)
         self.replay = ReplayPool.load(cfg.replay.pool) if cfg.replay.pool else None
         if resume:
             self._load_trainer_state(resume)
@@ -122,6 +147,11 @@ class Trainer:
         self.engine_pool = EnginePool(
             cfg, weights_path, self.placement, on_restart=self._resync_engine, current_step=lambda: self.step
         )
+        self.agent = None  # multi-turn rollouts (env: section): rlkit/rollout/multiturn.py
+        if cfg.env is not None:
+            from rlkit.rollout.multiturn import AgentRollouts
+
+            self.agent = AgentRollouts(cfg, tokenizer=self.tokenizer, generate=self.engine_pool.generate, prompt_renderer=self.renderer)
         spec = LearnerSpec(
             model=cfg.model.model_copy(update={"path": weights_path}), learner=cfg.learner,
             algorithm=cfg.algorithm, temperature=cfg.rollout.temperature,
@@ -140,30 +170,77 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(self) -> Path:
-        """Train for ``trainer.total_steps`` steps; returns the final checkpoint folder."""
+    def fit(self) -> Path | None:
+        """Train until ``trainer.total_steps`` or a callback's :meth:`request_stop`; returns the final checkpoint."""
+        while not self.done:
+            self.train_step()
         cfg = self.config.trainer
-        final = None
-        while self.step < cfg.total_steps:
-            self.step += 1
-            started = time.perf_counter()
+        if cfg.save_final and (self.last_checkpoint is None or self.last_checkpoint.name != f"step_{self.step}"):
+            self.save_checkpoint()
+        return self.last_checkpoint
 
-            rollouts, metrics = self.collect_rollouts(self.config.trainer.prompts_per_step)
-            if self.replay is not None:
-                metrics.update(self.add_replayed(rollouts))
-            batch = self.make_batch(rollouts)
-            metrics.update(self.update(batch))
-            metrics["time/sync_s"] = self.sync_weights()
+    def train_step(self, make_rollouts: Callable[["Trainer"], Rollouts] | None = None) -> dict[str, float]:
+        """One whole step (what ``trainer.step()`` runs): rollouts, advantages, update, weight sync, logging,
+        samples, validation and checkpoint on schedule, callbacks. ``make_rollouts(trainer)``, if given,
+        returns this step's generated and scored :class:`Rollouts` instead of :meth:`collect_rollouts`."""
+        cfg = self.config.trainer
+        self.step += 1
+        started = time.perf_counter()
 
-            metrics["time/step_s"] = time.perf_counter() - started
-            metrics["throughput/tokens_per_s"] = metrics["response/tokens"] / metrics["time/generate_s"]
-            metrics["memory/step_peak_gib"], metrics["memory/run_peak_gib"] = self.memory.take_peak()
-            self.tracker.log_metrics(self.step, metrics)
-            if cfg.save_every and self.step % cfg.save_every == 0:
-                final = self.save_checkpoint()
-        if cfg.save_final and (final is None or not final.name.endswith(f"_{self.step}")):
-            final = self.save_checkpoint()
-        return final
+        if make_rollouts is None:
+            rollouts, metrics = self.collect_rollouts(cfg.prompts_per_step)
+        else:
+            rollouts = make_rollouts(self)
+            metrics = {"time/generate_s": time.perf_counter() - started, **_rollout_metrics(rollouts)}
+        if self.replay is not None:
+            metrics.update(self.add_replayed(rollouts))
+        batch = self.make_batch(rollouts)
+        metrics.update(self.update(batch))
+        metrics["time/sync_s"] = self.sync_weights()
+
+        metrics["time/step_s"] = time.perf_counter() - started
+        metrics["throughput/tokens_per_s"] = metrics["response/tokens"] / max(metrics["time/generate_s"], 1e-9)
+        metrics["memory/step_peak_gib"], metrics["memory/run_peak_gib"] = self.memory.take_peak()
+        self.tracker.log_metrics(self.step, metrics)
+        log = self.config.log
+        if log.samples_every and self.step % log.samples_every == 0:
+            self.tracker.log_samples(self.step, self._sample_records(rollouts, batch.advantages.tolist()))
+        self.callbacks.fire("on_step_end", self, metrics)
+        if cfg.save_every and self.step % cfg.save_every == 0:
+            self.save_checkpoint()
+        return metrics
+
+    @property
+    def step(self) -> StepCounter:
+        """The current step number (0 before the first); ``trainer.step()`` runs the next step (:meth:`train_step`)."""
+        return StepCounter(self._step, self.train_step)
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self._step = int(value)
+
+    @property
+    def done(self) -> bool:
+        """``trainer.total_steps`` reached, or a callback asked to stop."""
+        return self._step >= self.config.trainer.total_steps or self.stop_reason is not None
+
+    def request_stop(self, reason: str = "stopped by a callback") -> None:
+        """End the run after the current step (:meth:`fit` then saves the final checkpoint as usual)."""
+        self.stop_reason = reason
+        logger.info("step %d: stop requested: %s", self._step, reason)
+
+    def _sample_records(self, rollouts: Rollouts, advantages: list[float]) -> list[dict]:
+        return sample_records(
+            rows=rollouts.rows, texts=[c.text for c in rollouts.completions],
+            lengths=[len(c.token_ids) for c in rollouts.completions],
+            truncated=[c.truncated for c in rollouts.completions], group_ids=rollouts.group_ids,
+            task_scores=rollouts.task_scores, rewards=rollouts.rewards, advantages=advantages,
+            prompt_field=self.config.data.prompt_field, groups=self.config.log.samples_prompts,
+        )
+
+    def _user_rows(self, data: Any, what: str) -> list[dict]:
+        d = self.config.data
+        return rows_from_data(data, prompt_field=d.prompt_field, required_fields=d.required_fields, what=what)
 
     # ------------------------------------------------------------------ step-level API
 
@@ -172,16 +249,27 @@ class Trainer:
         return [self.rows[i] for i in self.sampler.next_indices(count)]
 
     def generate(self, rows: list[dict], *, n: int | None = None) -> Rollouts:
-        """``n`` (default ``rollout.group_size``) samples per row, spread over the engines."""
+        """``n`` (default ``rollout.group_size``) samples per row, spread over the engines.
+
+        The k-th prompt drawn in a step samples with seed ``sampling_seed(seed, step, k)``
+        (rlkit/rollout/types.py), so a resumed run samples what the uninterrupted run did."""
         r = self.config.rollout
+        if self._seed_step != self.step:  # prompt k of a step counts across dynamic-sampling rounds
+            self._seed_step, self._step_prompts = self.step, 0
+        first, self._step_prompts = self._step_prompts, self._step_prompts + len(rows)
         sampling = SamplingConfig(
             n=n or r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
             max_new_tokens=r.max_new_tokens, stop=tuple(r.stop),
+            seeds=tuple(sampling_seed(self.config.seed, self.step, first + i) for i in range(len(rows))),
         )
         prompt_ids = [self.renderer.token_ids(row) for row in rows]
         out = Rollouts()
         first_group, self._next_group_id = self._next_group_id, self._next_group_id + len(rows)
-        for c in self.engine_pool.generate(prompt_ids, sampling):
+        if self.agent is not None:
+            completions = self.agent.generate(rows, prompt_ids, first_group, n=n or r.group_size)
+        else:
+            completions = self.engine_pool.generate(prompt_ids, sampling)
+        for c in completions:
             out.rows.append(rows[c.prompt_index])
             out.prompt_ids.append(prompt_ids[c.prompt_index])
             out.completions.append(c)
@@ -198,7 +286,11 @@ class Trainer:
                     f"step {self.step}: reward {name!r} failed on all {len(rollouts)} responses "
                     f"({int(scored.metrics[f'reward/{name}/timeouts'])} timed out); first error: {first}"
                 )
-        rollouts.task_scores = list(scored.scores)
+        # An environment's own final reward (e.g. the Lean verdict of lean_feedback) replaces the score.
+        rollouts.task_scores = [
+            s if c.info.get("env_reward") is None else float(c.info["env_reward"])
+            for s, c in zip(scored.scores, rollouts.completions)
+        ]
         rollouts.rewards = self._shaped(rollouts.task_scores, rollouts.completions)
         return dict(scored.metrics)
 
@@ -207,7 +299,7 @@ class Trainer:
         rewards = torch.tensor(task_scores, dtype=torch.float32)
         overlong = self.config.algorithm.overlong
         if overlong.enabled:
-            lengths = torch.tensor([len(c.token_ids) for c in completions])
+            lengths = torch.tensor([_sampled_len(c) for c in completions])
             rewards = rewards + overlong_penalty(
                 lengths, max_len=overlong.max_len, cache_len=overlong.cache_len, factor=overlong.penalty_factor
             )
@@ -249,6 +341,8 @@ class Trainer:
             t = time.perf_counter()
             rollouts = self.generate(self.next_rows(self.config.trainer.prompts_per_generation or num_prompts))
             metrics["time/generate_s"] += time.perf_counter() - t
+            if self.agent is not None:
+                metrics.update(self.agent.take_metrics())
             t = time.perf_counter()
             metrics.update(self.score(rollouts))
             metrics["time/reward_s"] += time.perf_counter() - t
@@ -283,6 +377,7 @@ class Trainer:
             advantages=torch.zeros(len(rollouts)),
             sft_select=[s >= self.config.sft_threshold for s in rollouts.task_scores],
             replayed=[bool(c.info.get("replayed")) for c in rollouts.completions],
+            loss_mask=[c.info["loss_mask"] for c in rollouts.completions] if self.agent is not None else None,
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
         )
         if algo.overlong.filter_truncated:
@@ -297,6 +392,10 @@ class Trainer:
                 kl = kl_penalty(batch.old_logprobs, batch.ref_logprobs, algo.kl.kind) * batch.response_mask
                 rewards = rewards - algo.kl.coef * kl.sum(dim=1)
         batch.advantages = compute_advantages(algo.advantage, rewards, group_ids, **algo.advantage_params).float()
+        if algo.attribution == "hard":  # ARPO: a shared prefix token trained once, with its holders' mean advantage
+            segments = [c.info["segments"] for c in rollouts.completions]
+            batch.advantages, keep = hard_attribution(segments, batch.advantages, batch.response_len)
+            batch.response_mask = batch.response_mask * keep
         return batch
 
     def update(self, batch: TrainBatch) -> dict[str, float]:
@@ -342,7 +441,7 @@ class Trainer:
         if not result.get("skipped"):
             self._skipped_in_a_row = 0
             return
-        self._skipped_in_a_row = getattr(self, "_skipped_in_a_row", 0) + 1
+        self._skipped_in_a_row += 1
         terms = ", ".join(
             f"{k}={result[k]:.6g}" for k in ("loss", "policy_loss", "kl", "sft_loss", "grad_norm") if k in result
         )
@@ -363,15 +462,28 @@ class Trainer:
         return time.perf_counter() - t
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """The checkpoint of this step (default ``<run_dir>/checkpoints/step_N``), written atomically: into
+        ``step_N.tmp-<pid>``, renamed when complete (rlkit/run_dir.py); then ``trainer.keep_last`` rotation
+        and the callbacks' ``on_checkpoint``."""
+        rotate = path is None
+        final = Path(path or self.run_dir / CHECKPOINTS / f"step_{self.step}")
+        with atomic_dir(final) as tmp:
+            self._write_checkpoint(tmp)
+        logger.info("saved checkpoint %s", final)
+        self.last_checkpoint = final
+        if rotate:
+            rotate_checkpoints(self.run_dir / CHECKPOINTS, keep_last=self.config.trainer.keep_last)
+        self.callbacks.fire("on_checkpoint", self, final)
+        return final
+
+    def _write_checkpoint(self, path: Path) -> Path:
         """An HF model folder (+ tokenizer + ``trainer_state.json``) that transformers and vLLM load."""
-        path = Path(path or self.run_dir / "checkpoints" / f"step_{self.step}")
         path.mkdir(parents=True, exist_ok=True)
         self.learners.save_checkpoint(
             str(path.resolve()), self.model_path, with_optimizer=self.config.trainer.save_optimizer
         )
         state = {"step": self.step, "sampler": self.sampler.state_dict()}
         (path / "trainer_state.json").write_text(json.dumps(state, indent=2))
-        logger.info("saved checkpoint %s", path)
         return path
 
     def _load_trainer_state(self, path: Path) -> None:
@@ -407,6 +519,8 @@ class Trainer:
         self.tracker.close()
         self.memory.stop()
         self.learners.shutdown()
+        if self.agent is not None:
+            self.agent.close()
         self.engine_pool.close()
         self.placement.remove()
         self.reward.close()
@@ -437,8 +551,14 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     return float((values * mask).sum() / mask.sum().clamp(min=1))
 
 
+def _sampled_len(c: Completion) -> int:
+    """Response tokens the model sampled (multi-turn: observations and appended tokens excluded)."""
+    mask = c.info.get("loss_mask")
+    return sum(mask) if mask is not None else len(c.token_ids)
+
+
 def _rollout_metrics(rollouts: Rollouts) -> dict[str, float]:
-    lengths = torch.tensor([len(c.token_ids) for c in rollouts.completions], dtype=torch.float32)
+    lengths = torch.tensor([_sampled_len(c) for c in rollouts.completions], dtype=torch.float32)
     rewards = torch.tensor(rollouts.rewards, dtype=torch.float32)
     return {
         "reward/mean": float(rewards.mean()),

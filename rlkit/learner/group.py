@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Callable
 
 import ray
 import torch
 
 from rlkit.batch import TrainBatch
+from rlkit.cluster.calls import ActorInfo, gather
+from rlkit.cluster.placement import Placement
 from rlkit.learner.worker import LearnerSpec, LearnerWorker
 
 
@@ -19,63 +22,75 @@ class LearnerGroup:
     carry no loss and no gradient), call every rank, and reduce the results.
     """
 
-    def __init__(self, spec: LearnerSpec, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, spec: LearnerSpec, *, env: dict[str, str] | None = None, placement: Placement | None = None,
+        call_timeout_s: float = 3600.0, startup_timeout_s: float = 900.0,
+        current_step: Callable[[], int | None] = lambda: None,
+    ) -> None:  # fmt: skip
+        """Ranks go to ``placement``'s learner bundles (rank r in bundle r); without one the group
+        places itself from ``spec.learner.resources`` and the cluster's resources."""
         cfg = spec.learner
         self.world_size = cfg.world_size
-        use_gpu = cfg.backend == "nccl" or (cfg.backend == "auto" and torch.cuda.is_available())
+        self.call_timeout_s = call_timeout_s
+        self.current_step = current_step  # the training step errors name
+        self._own_placement = placement is None
+        self.placement = placement or _learner_placement(spec, timeout_s=startup_timeout_s)
+        choice = self.placement.plan.learner
         threads = cfg.threads or max(1, _node_cpus() // self.world_size)
         env_vars = {"OMP_NUM_THREADS": str(threads), **(env or {})}
-        actor = ray.remote(LearnerWorker).options(
-            num_cpus=0 if not use_gpu else 1, num_gpus=1 if use_gpu else 0, runtime_env={"env_vars": env_vars}
-        )
-        self.workers = [actor.remote(rank=r, world_size=self.world_size, spec=spec) for r in range(self.world_size)]
-        addr, port = ray.get(self.workers[0].address.remote())
-        ray.get([w.setup.remote(addr, port) for w in self.workers])
+        self.workers = [
+            ray.remote(LearnerWorker).options(**self.placement.learner_options(r), runtime_env={"env_vars": env_vars})
+            .remote(rank=r, world_size=self.world_size, spec=spec, device=choice.device, backend=choice.backend)
+            for r in range(self.world_size)
+        ]  # fmt: skip
+        self.infos = [ActorInfo(f"learner rank {r}") for r in range(self.world_size)]
+        wheres = self._gather([w.where.remote() for w in self.workers], "learner startup", timeout_s=startup_timeout_s)
+        self.infos = [ActorInfo(f"learner rank {r}", **where) for r, where in enumerate(wheres)]
+        addr, port = self._gather([self.workers[0].address.remote()], "learner rendezvous", timeout_s=startup_timeout_s)[0]
+        self._gather([w.setup.remote(addr, port) for w in self.workers], "learner setup", timeout_s=startup_timeout_s)
+
+    def _gather(self, refs: list, what: str, *, timeout_s: float | None = None) -> list:
+        """``ray.get`` of one call per rank, bounded by the call timeout; errors name rank, node and step."""
+        return gather(refs, actors=self.infos[: len(refs)], what=what, timeout_s=timeout_s or self.call_timeout_s, step=self.current_step())
 
     def _shards(self, batch: TrainBatch) -> list[TrainBatch]:
-        return batch.pad_rows(self.world_size).chunks(self.world_size)
+        return batch.shards(self.world_size)
 
     def compute_logprobs(self, batch: TrainBatch, *, with_entropy: bool, reference: bool = False) -> dict:
-        outs = ray.get([
+        outs = self._gather([
             w.compute_logprobs.remote(shard, with_entropy=with_entropy, reference=reference)
             for w, shard in zip(self.workers, self._shards(batch))
-        ])
+        ], "compute_logprobs")
         result = {"logprobs": torch.cat([o["logprobs"] for o in outs])[: batch.size]}
         result["entropy"] = torch.cat([o["entropy"] for o in outs])[: batch.size] if with_entropy else None
         return result
 
     def train_mini_batch(self, batch: TrainBatch) -> dict[str, float]:
         """One optimizer step over ``batch`` (a mini-batch), split across ranks."""
-        valid = batch.response_mask > 0
-        sft_valid = valid & batch.sft_select[:, None]
-        totals = dict(
-            total_tokens=int(valid.sum()),
-            total_rows=int((valid.sum(1) > 0).sum()),
-            total_sft=(int(sft_valid.sum()), int((sft_valid.sum(1) > 0).sum())),
-        )
-        outs = ray.get([w.train_mini_batch.remote(s, **totals) for w, s in zip(self.workers, self._shards(batch))])
+        totals = batch.loss_totals()
+        outs = self._gather([w.train_mini_batch.remote(s, **totals) for w, s in zip(self.workers, self._shards(batch))], "train_mini_batch")
         return _reduce(outs)
 
     def end_step(self) -> None:
-        ray.get([w.end_step.remote() for w in self.workers])
+        self._gather([w.end_step.remote() for w in self.workers], "end_step")
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """The full HF-named weights, gathered from every rank (a collective: all ranks take part)."""
-        return ray.get([w.full_state_dict.remote() for w in self.workers])[0]
+        return self._gather([w.full_state_dict.remote() for w in self.workers], "full_state_dict")[0]
 
     def export_weights(self):
         """Gather the full weights and write them to shared memory; returns rank 0's manifest."""
-        return ray.get([w.export_weights.remote() for w in self.workers])[0]
+        return self._gather([w.export_weights.remote() for w in self.workers], "export_weights")[0]
 
     def save_checkpoint(self, path: str, tokenizer_path: str, *, with_optimizer: bool = True) -> None:
-        ray.get([w.save_checkpoint.remote(path, tokenizer_path, with_optimizer=with_optimizer) for w in self.workers])
+        self._gather([w.save_checkpoint.remote(path, tokenizer_path, with_optimizer=with_optimizer) for w in self.workers], "save_checkpoint")
 
     def load_optimizer_state(self, path: str) -> None:
         """Restore the optimizer and LR schedule saved in checkpoint folder ``path`` (its ``optimizer.pt``)."""
-        ray.get([w.load_optimizer_state.remote(path) for w in self.workers])
+        self._gather([w.load_optimizer_state.remote(path) for w in self.workers], "load_optimizer_state")
 
     def advance_schedule(self, steps: int) -> None:
-        ray.get([w.advance_schedule.remote(steps) for w in self.workers])
+        self._gather([w.advance_schedule.remote(steps) for w in self.workers], "advance_schedule")
 
     def shutdown(self) -> None:
         try:
@@ -83,6 +98,8 @@ class LearnerGroup:
         finally:
             for w in self.workers:
                 ray.kill(w)
+            if self._own_placement:
+                self.placement.remove()
 
 
 def _reduce(outs: list[dict]) -> dict[str, float]:
@@ -94,7 +111,7 @@ def _reduce(outs: list[dict]) -> dict[str, float]:
     tokens = max(sums.pop("tokens", 0.0), 1.0)
     metrics: dict[str, float] = {}
     for key, value in sums.items():
-        if key in ("grad_norm", "lr"):
+        if key in ("grad_norm", "lr", "skipped"):
             metrics[key] = outs[0]["sums"][key]  # identical on every rank
         elif key.endswith("_sum"):
             metrics[key[: -len("_sum")]] = value / tokens
@@ -109,6 +126,20 @@ def _reduce(outs: list[dict]) -> dict[str, float]:
             metrics[k] = max(metrics.get(k, -math.inf), v)
     metrics["tokens"] = tokens
     return metrics
+
+
+def _learner_placement(spec: LearnerSpec, *, timeout_s: float) -> Placement:
+    """Learner bundles alone, for a group built outside a :class:`~rlkit.trainer.Trainer`."""
+    from rlkit.cluster.devices import choose
+    from rlkit.cluster.placement import PlacementPlan, check_fits, create_placement
+    from rlkit.cluster.ray_init import cluster_resources
+
+    cluster = cluster_resources()
+    cfg = spec.learner
+    learner = choose(resources=cfg.resources, cluster=cluster, backend=cfg.backend, key="learner.resources")
+    plan = PlacementPlan(learner=learner, engine=learner, world_size=cfg.world_size, num_engines=0, engine_size=1)
+    check_fits(plan, cluster)
+    return create_placement(plan, timeout_s=timeout_s, name="rlkit-learners")
 
 
 def _node_cpus() -> int:

@@ -52,10 +52,12 @@ def _scatter(values: Tensor, valid: Tensor) -> Tensor:
     return out.masked_scatter(valid, values)
 
 
-def load_hf_model(path: str, *, dtype: torch.dtype, gradient_checkpointing: bool) -> nn.Module:
+def load_hf_model(
+    path: str, *, dtype: torch.dtype, gradient_checkpointing: bool, attn_implementation: str = "sdpa"
+) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
     model.config.use_cache = False
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -21,7 +21,15 @@ import torch
 import torch.distributed as dist
 
 from rlkit.algorithm_config import AlgorithmConfig
-from rlkit.algorithms import aggregate, aggregation_weight, compute_policy_loss, kl_penalty, sft_loss
+from rlkit.algorithms import (
+    aggregate,
+    aggregation_weight,
+    compute_policy_loss,
+    kl_penalty,
+    mismatch_kl,
+    rollout_correction,
+    sft_loss,
+)
 from rlkit.batch import TrainBatch
 from rlkit.config import LearnerConfig, ModelConfig
 from rlkit.learner.policy import CausalLMPolicy, load_hf_model
@@ -51,14 +59,23 @@ def free_port() -> int:
 
 
 class LearnerWorker:
-    def __init__(self, *, rank: int, world_size: int, spec: LearnerSpec) -> None:
+    def __init__(
+        self, *, rank: int, world_size: int, spec: LearnerSpec, device: str = "cpu", backend: str = "gloo"
+    ) -> None:
+        """``device`` and ``backend`` come from :func:`rlkit.cluster.devices.choose` (the placement)."""
         self.rank, self.world_size, self.spec = rank, world_size, spec
         cfg = spec.learner
-        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.backend != "gloo" else "cpu")
+        self.device, self.backend = torch.device(device), backend
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // world_size)
         torch.set_num_threads(threads)
         torch.manual_seed(spec.seed + rank)
         self.policy: CausalLMPolicy | None = None
+
+    def where(self) -> dict:
+        """This rank's node ip, Ray node id and pid (errors name them)."""
+        from rlkit.cluster.calls import where
+
+        return where()
 
     def address(self) -> tuple[str, int]:
         """Rank 0 names the rendezvous address of the process group."""
@@ -67,9 +84,7 @@ class LearnerWorker:
         return ray.util.get_node_ip_address(), free_port()
 
     def setup(self, master_addr: str, master_port: int) -> dict[str, float]:
-        backend = self.spec.learner.backend
-        if backend == "auto":
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
+        backend = self.backend
         if self.device.type == "cuda":
             torch.cuda.set_device(0)  # Ray exposes one GPU per learner actor
         dist.init_process_group(
@@ -94,6 +109,7 @@ class LearnerWorker:
         hf = load_hf_model(
             path, dtype=torch.float32,
             gradient_checkpointing=trainable and model_cfg.gradient_checkpointing,
+            attn_implementation=model_cfg.attn_implementation,
         )
         policy = CausalLMPolicy(hf).to(self.device)
         # Master weights stay fp32; bf16/fp16 applies to compute only.
@@ -179,8 +195,23 @@ class LearnerWorker:
             if need_entropy:
                 old_ent = entropy.detach() if on_policy else mb.old_entropy.to(entropy)
             mask = mb.response_mask.to(logprobs.device)
+            # Engine-sampled tokens (replayed answers have no engine log-probs): the rollout correction's
+            # importance weights (constants) scale the per-token advantages; weight 1 elsewhere.
+            sampled = mask if mb.replayed is None else mask * (~mb.replayed.to(mask.device))[:, None]
+            behaviour = mb.rollout_logprobs.to(logprobs)
+            rc = algo.rollout_correction
+            advantages = mb.advantages.to(logprobs)
+            if rc.kind != "none":
+                correction = rollout_correction(behaviour, old_lp, sampled, kind=rc.kind, level=rc.level, clip=rc.clip)
+                advantages = (advantages[:, None] if advantages.dim() == 1 else advantages) * correction.weights
+                sums["rollout/is_weight_mean_num"] += float((correction.weights * sampled).sum())
+                sums["rollout/is_weight_mean_den"] += float(sampled.sum())
+                sums["rollout/is_over_clip_frac_num"] += float(correction.over.sum())
+                sums["rollout/is_over_clip_frac_den"] += float(sampled.sum())
+            sums["rollout/mismatch_kl_num"] += float(mismatch_kl(behaviour, old_lp, sampled).sum())
+            sums["rollout/mismatch_kl_den"] += float(sampled.sum())
             loss, metrics = compute_policy_loss(
-                algo.loss, logprobs, old_lp, mb.advantages.to(logprobs), mask, loss_agg=algo.loss_agg,
+                algo.loss, logprobs, old_lp, advantages, mask, loss_agg=algo.loss_agg,
                 entropy=entropy.detach() if need_entropy else None, old_entropy=old_ent,
                 erc=algo.erc, norm_len=norm_len, **params,
             )
@@ -206,8 +237,7 @@ class LearnerWorker:
             sums["tokens"] += tokens
             sums["entropy_sum"] += float((entropy.detach() * mask).sum())
             if on_policy:  # the engine's log-probs against the learner's (replayed answers have none)
-                sampled = mask if mb.replayed is None else mask * (~mb.replayed.to(mask.device))[:, None]
-                diff = (mb.rollout_logprobs.to(logprobs) - logprobs.detach()).abs()
+                diff = (behaviour - logprobs.detach()).abs()
                 sums["logprob_diff_num"] += float((diff * sampled).sum())
                 sums["logprob_diff_den"] += float(sampled.sum())
             for key, value in metrics.items():
@@ -217,10 +247,13 @@ class LearnerWorker:
                     sums[f"{key}_sum"] += value * tokens
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), self.spec.learner.max_grad_norm)
         if hasattr(grad_norm, "full_tensor"):
-            grad_norm = grad_norm.full_tensor()
-        self.optimizer.step()
+            grad_norm = grad_norm.full_tensor()  # the all-reduced norm: every rank decides alike
+        finite = math.isfinite(float(grad_norm))
+        if finite:  # a NaN/inf gradient never reaches the weights: the step is skipped on every rank
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         sums["grad_norm"] = float(grad_norm)
+        sums["skipped"] = 0.0 if finite else 1.0
         sums["lr"] = self.scheduler.get_last_lr()[0]
         return {"sums": dict(sums), "maxes": maxes}
 

@@ -57,7 +57,6 @@ def collect_pool(
     chunk_prompts: int = 64,
 ) -> CollectStats:
     """Build a `ReplayPool` from ``checkpoint``'s answers to the config's prompts and write it to ``out``."""
-    import ray
     from transformers import AutoTokenizer
 
     if samples < 1 or min_correct < 1 or chunk_prompts < 1:
@@ -99,8 +98,7 @@ def collect_pool(
                 _progress(first + len(chunk), len(rows), pool, started)
         stats.pooled_prompts, stats.pooled_answers = pool.prompts, pool.responses
     finally:
-        for engine in engines:
-            ray.kill(engine)
+        engines.close()
     stats.seconds = time.perf_counter() - started
     logger.info("replay pool written to %s: %s", out, stats)
     return stats

@@ -36,6 +36,8 @@ class RolloutEngine:
         kv_cache_bytes: int = 1 << 30,
         enforce_eager: bool = True,
         threads: int | None = None,
+        tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
     ) -> None:
         import torch
         from vllm import LLM
@@ -53,34 +55,46 @@ class RolloutEngine:
             enable_prefix_caching=True,
             logprobs_mode="processed_logprobs",
             worker_extension_cls="rlkit.rollout.weight_sync.WeightSyncExtension",
+            tensor_parallel_size=tensor_parallel_size,
+            pipeline_parallel_size=pipeline_parallel_size,
+            # A parallel engine spans its placement-group bundles through vLLM's Ray executor
+            # (it picks up the group this actor runs in, as vLLM's RLHF examples do).
+            distributed_executor_backend="ray" if tensor_parallel_size * pipeline_parallel_size > 1 else None,
         )
         self.startup_s = time.perf_counter() - started
         self.weight_version = 0
 
     def ready(self) -> dict[str, Any]:
-        return {"startup_s": self.startup_s, "pid": os.getpid(), "weight_version": self.weight_version}
+        from rlkit.cluster.calls import where
+
+        return {"startup_s": self.startup_s, "weight_version": self.weight_version, **where()}
 
     def generate(self, prompt_token_ids: list[list[int]], sampling: SamplingConfig) -> list[Completion]:
         """``sampling.n`` completions per prompt, grouped prompt by prompt, in prompt order."""
         from vllm import SamplingParams, TokensPrompt
 
-        params = SamplingParams(
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k,
-            max_tokens=sampling.max_new_tokens,
-            stop=list(sampling.stop) or None,
-            seed=sampling.seed,
-            ignore_eos=sampling.ignore_eos,
-            logprobs=0,
-        )
+        params = [  # one per prompt: its seed (SamplingConfig.seeds) makes its samples batch-independent
+            SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k,
+                max_tokens=sampling.prompt_max_tokens(index),
+                stop=list(sampling.stop) or None,
+                seed=sampling.prompt_seed(index),
+                ignore_eos=sampling.ignore_eos,
+                logprobs=sampling.top_logprobs,
+                include_stop_str_in_output=sampling.include_stop,
+            )
+            for index in range(len(prompt_token_ids))
+        ]
         prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_token_ids]
         outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
         completions = []
         for index, request in enumerate(outputs):
             for out in request.outputs:
                 logprobs = [step[token].logprob for step, token in zip(out.logprobs, out.token_ids)]
+                info = _stop_and_top_logprobs(out, sampling.top_logprobs)
                 completions.append(
                     Completion(
                         prompt_index=index,
@@ -88,6 +102,7 @@ class RolloutEngine:
                         logprobs=logprobs,
                         text=out.text,
                         finish_reason=out.finish_reason or "abort",
+                        info=info,
                     )
                 )
         return completions
@@ -112,11 +127,25 @@ class RolloutEngine:
         ]
 
 
-def engine_actor(*, num_cpus: float = 1, env: dict[str, str] | None = None, threads: int | None = None):
-    """The Ray actor class for :class:`RolloutEngine` with the environment it needs."""
+def _stop_and_top_logprobs(out, k: int) -> dict:
+    """``stop_reason`` (the stop string or token that ended the output) and, with ``k``, each
+    step's ``top_logprobs`` (the k highest log-probs, descending: ARPO's entropy estimate)."""
+    info = {"stop_reason": out.stop_reason} if out.stop_reason is not None else {}
+    if k:
+        info["top_logprobs"] = [
+            sorted((lp.logprob for lp in step.values() if lp.rank is not None and lp.rank <= k), reverse=True)
+            for step in out.logprobs
+        ]
+    return info
+
+
+def engine_actor(
+    *, num_cpus: float = 1, env: dict[str, str] | None = None, threads: int | None = None, cpu: bool = True
+):
+    """The Ray actor class for :class:`RolloutEngine` with the environment it needs (``cpu``: the CPU path's)."""
     import ray
 
-    env_vars = dict(CPU_ENGINE_ENV)
+    env_vars = dict(CPU_ENGINE_ENV) if cpu else {}
     if threads:
         env_vars["OMP_NUM_THREADS"] = str(threads)  # Ray otherwise sets it to num_cpus
     env_vars.update(env or {})
