@@ -12,6 +12,7 @@ Example::
       kl: {coef: 0.0, kind: k3, target: loss}
       dynamic_sampling: {enabled: true, max_gen_batches: 1}
       overlong: {enabled: true, max_len: 20480, cache_len: 4096}
+      rollout_correction: {kind: tis, level: token, clip: 2.0}
 
 Loss and advantage names and their parameters are checked against the
 registries of :mod:`rlkit.algorithms` when the config is validated (that import
@@ -27,7 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["AlgorithmConfig", "DynamicSamplingConfig", "KLConfig", "LossAgg", "OverlongConfig"]
+__all__ = [
+    "AlgorithmConfig", "DynamicSamplingConfig", "KLConfig", "LossAgg", "OverlongConfig", "RolloutCorrectionConfig",
+]
 
 LossAgg = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 
@@ -54,8 +57,10 @@ class DynamicSamplingConfig(_Section):
     """DAPO dynamic sampling: drop groups whose rewards are all equal."""
 
     enabled: bool = False
-    max_gen_batches: int = Field(default=0, ge=0)
-    """Cap on generation rounds per step: 0 = refill until full (DAPO), 1 = drop without refill (Klear)."""
+    max_gen_batches: int = Field(default=8, ge=1)
+    """Cap on generation rounds per step (finite, so a step cannot loop forever): 1 = drop without
+    refill (Klear); larger refills like DAPO until the batch is full or the cap is reached."""
+
 
 
 class OverlongConfig(_Section):
@@ -79,6 +84,18 @@ class OverlongConfig(_Section):
         return self
 
 
+class RolloutCorrectionConfig(_Section):
+    """Importance correction between the engine's sampling log-probs and the learner's old log-probs
+    (:mod:`rlkit.algorithms.rollout_correction`; docs/algorithms.md section 13)."""
+
+    kind: Literal["none", "tis", "mis"] = "none"
+    """``tis``: truncated weights ``min(ρ, clip)``; ``mis``: masked weights ``ρ·1[ρ ≤ clip]``; ``none``: off."""
+    level: Literal["token", "sequence"] = "token"
+    """``token``: one ratio per token; ``sequence``: the product of a response's token ratios."""
+    clip: float = Field(default=2.0, gt=0.0)
+    """C: the truncation (tis) or rejection (mis) threshold on ρ."""
+
+
 class AlgorithmConfig(_Section):
     """Advantage estimator, policy loss and the optional terms around them."""
 
@@ -92,6 +109,13 @@ class AlgorithmConfig(_Section):
     """Entropy-ratio clipping band ``[low, high]`` with ``0 < low < 1 < high`` (ERC: [0.95, 1.05])."""
     sft_coef: float = Field(default=0.0, ge=0.0)
     """Weight α of the SFT term on correct samples (Klear: 0.1)."""
+    sft_threshold: float | None = None
+    """A response enters the SFT term when its task score is >= this (default: the reward's success
+    score, ``reward.success_score``: 1.0 for the built-ins, the weighted sum for components)."""
+    rollout_correction: RolloutCorrectionConfig = Field(default_factory=RolloutCorrectionConfig)
+    kl: KLConfig = Field(default_factory=KLConfig)
+    dynamic_sampling: DynamicSamplingConfig = Field(default_factory=DynamicSamplingConfig)
+    overlong: OverlongConfig = Field(default_factory=OverlongConfig)
     kl: KLConfig = Field(default_factory=KLConfig)
     dynamic_sampling: DynamicSamplingConfig = Field(default_factory=DynamicSamplingConfig)
     overlong: OverlongConfig = Field(default_factory=OverlongConfig)

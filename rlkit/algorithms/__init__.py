@@ -26,11 +26,13 @@ from rlkit.algorithms.loss_base import POLICY_LOSSES, TokenLoss, register_policy
 from rlkit.algorithms.overlong import filter_truncated, overlong_penalty
 from rlkit.algorithms.policy_loss import compute_policy_loss, validate_loss_params
 from rlkit.algorithms.registry import ParameterError
+from rlkit.algorithms.rollout_correction import CorrectionWeights, mismatch_kl, rollout_correction
 from rlkit.algorithms.sft import sft_loss
 
 __all__ = [
     "ADVANTAGES",
     "AGG_MODES",
+    "CorrectionWeights",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
     "DynamicSamplingBuffer",
@@ -43,9 +45,11 @@ __all__ = [
     "filter_truncated",
     "is_uniform_group",
     "kl_penalty",
+    "mismatch_kl",
     "overlong_penalty",
     "register_advantage",
     "register_policy_loss",
+    "rollout_correction",
     "sft_loss",
     "token_logprobs_from_hidden",
     "uniform_group_mask",

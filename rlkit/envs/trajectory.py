@@ -13,6 +13,7 @@ import itertools
 from dataclasses import dataclass, field
 
 _IDS = itertools.count()
+_SEGMENT_IDS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Segment:
     kind: str = "sampled"  # "sampled" | "observation" | "end_of_turn" | ...
     text: str = ""
     top_logprobs: tuple[tuple[float, ...], ...] = ()  # per token: the top-k log-probs (ARPO entropy)
+    uid: int = field(default_factory=lambda: next(_SEGMENT_IDS), compare=False)  # shared by forks
 
     def __post_init__(self) -> None:
         if len(self.ids) != len(self.logprobs):

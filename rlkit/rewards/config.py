@@ -112,6 +112,14 @@ class RewardConfig(BaseModel):
         return list(self.components)
 
     @property
+    def success_score(self) -> float:
+        """The total score of a correct response: ``sum(weight · success)`` over the components with a
+        positive weight (a penalty component adds nothing); the default ``algorithm.sft_threshold``."""
+        from rlkit.rewards.registry import reward_success
+
+        return sum(c.weight * reward_success(c.name) for c in self.resolved_components() if c.weight > 0)
+
+    @property
     def module_source(self) -> ModuleSource | None:
         """The user module resolved at load (a file's source text included)."""
         return self._module_source

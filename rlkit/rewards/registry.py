@@ -26,6 +26,7 @@ SetupFn = Callable[..., None]
 
 _REGISTRY: dict[str, RewardFn] = {}
 _SETUPS: dict[str, SetupFn] = {}
+_SUCCESS: dict[str, float] = {}
 
 
 class UnknownRewardError(ValueError, KeyError):
@@ -55,14 +56,20 @@ class RewardResult:
             raise TypeError(f"RewardResult.info must be a dict, got {type(self.info).__name__}")
 
 
-def register_reward(name: str, *, setup: SetupFn | None = None) -> Callable[[RewardFn], RewardFn]:
+def register_reward(
+    name: str, *, setup: SetupFn | None = None, success: float = 1.0
+) -> Callable[[RewardFn], RewardFn]:
     """Decorator registering ``fn`` under ``name``; a second, different function is rejected.
 
     ``setup(**params)``, if given, runs once per worker process and parameter set
     before the first item, outside the per-item timeout (e.g. starting a Lean REPL).
+    ``success`` is the score of a correct response (what the SFT term selects by
+    default, ``algorithm.sft_threshold``); 1.0 for every built-in.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"reward name must be a non-empty string, got {name!r}")
+    if isinstance(success, bool) or not isinstance(success, (int, float)) or not math.isfinite(success):
+        raise ValueError(f"reward {name!r}: success must be a finite number, got {success!r}")
 
     def decorator(fn: RewardFn) -> RewardFn:
         _check_signature(name, fn)
@@ -73,6 +80,7 @@ def register_reward(name: str, *, setup: SetupFn | None = None) -> Callable[[Rew
                 f"{existing.__module__}.{existing.__qualname__}"
             )
         _REGISTRY[name] = fn
+        _SUCCESS[name] = float(success)
         if setup is not None:
             _SETUPS[name] = setup
         return fn
@@ -97,6 +105,12 @@ def get_setup(fn: RewardFn) -> SetupFn | None:
     return None
 
 
+def reward_success(name: str) -> float:
+    """The score reward ``name`` gives a correct response (``register_reward(success=...)``)."""
+    get_reward(name)
+    return _SUCCESS[name]
+
+
 def list_rewards() -> list[str]:
     """Registered reward names, sorted."""
     return sorted(_REGISTRY)
@@ -107,6 +121,7 @@ def unregister_reward(name: str) -> None:
     get_reward(name)
     del _REGISTRY[name]
     _SETUPS.pop(name, None)
+    _SUCCESS.pop(name, None)
 
 
 def reward_params(fn: RewardFn) -> dict[str, inspect.Parameter] | None:

@@ -36,7 +36,7 @@ def test_defaults() -> None:
         0.0,
     )
     assert (cfg.kl.coef, cfg.kl.kind, cfg.kl.target, cfg.kl.enabled) == (0.0, "k3", "loss", False)
-    assert (cfg.dynamic_sampling.enabled, cfg.dynamic_sampling.max_gen_batches) == (False, 0)
+    assert (cfg.dynamic_sampling.enabled, cfg.dynamic_sampling.max_gen_batches) == (False, 8)  # finite cap
     assert (cfg.overlong.enabled, cfg.overlong.filter_truncated, cfg.overlong.penalty_factor) == (False, False, 1.0)
     assert not cfg.needs_entropy
     assert AlgorithmConfig(erc=[0.95, 1.05]).needs_entropy
@@ -83,8 +83,8 @@ def test_defaults() -> None:
         ({"kl": {"coef": 0.1, "kind": "k4"}}, "kl.kind\n  Input should be 'k1', 'k2' or 'k3'"),
         ({"kl": {"coeff": 0.1}}, "kl.coeff\n  Extra inputs are not permitted"),
         (
-            {"dynamic_sampling": {"max_gen_batches": -1}},
-            "dynamic_sampling.max_gen_batches\n  Input should be greater than or equal to 0",
+            {"dynamic_sampling": {"max_gen_batches": 0}},  # no more "0 = unlimited": a step must end
+            "dynamic_sampling.max_gen_batches\n  Input should be greater than or equal to 1",
         ),
         (
             {"overlong": {"enabled": True, "max_len": 100}},
