@@ -62,7 +62,6 @@ class DynamicSamplingConfig(_Section):
     refill (Klear); larger refills like DAPO until the batch is full or the cap is reached."""
 
 
-
 class OverlongConfig(_Section):
     """DAPO overlong reward shaping (``enabled``) and overlong filtering (``filter_truncated``)."""
 
@@ -116,9 +115,10 @@ class AlgorithmConfig(_Section):
     kl: KLConfig = Field(default_factory=KLConfig)
     dynamic_sampling: DynamicSamplingConfig = Field(default_factory=DynamicSamplingConfig)
     overlong: OverlongConfig = Field(default_factory=OverlongConfig)
-    kl: KLConfig = Field(default_factory=KLConfig)
-    dynamic_sampling: DynamicSamplingConfig = Field(default_factory=DynamicSamplingConfig)
-    overlong: OverlongConfig = Field(default_factory=OverlongConfig)
+    attribution: Literal["soft", "hard"] = "soft"
+    """ARPO advantage attribution over trajectories that share prefixes (``rollout.arpo``): ``soft``
+    trains each copy with its own advantage (GRPO); ``hard`` trains a shared token once with the
+    mean advantage of the trajectories that contain it (arXiv 2507.19849 section 3.3)."""
     plugins: list[str] = Field(default_factory=list)
     """Modules imported before names are checked (and in every worker) to register custom losses/advantages."""
 

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
+
+
+def sampling_seed(seed: int, step: int, prompt: int) -> int:
+    """The vLLM sampling seed of prompt ``prompt`` (its index among the prompts drawn in ``step``)::
+
+        sampling_seed = int.from_bytes(blake2b(f"{seed}/{step}/{prompt}", digest_size=8)) >> 2
+
+    vLLM 0.32 gives the j-th of a request's ``n`` samples the seed ``sampling_seed + j``
+    (``vllm/v1/engine/parallel_sampling.py``), and a seeded request draws from its own
+    generator. Measured with the embedded model (``tests/test_sampling_seeds.py`` keeps it
+    checked): the n samples are distinct, and a prompt's samples are the same token for token
+    alone or in another batch, in another order, and after an engine restart with another
+    engine seed. So a run resumed from a checkpoint samples exactly what the uninterrupted
+    run sampled at the same step. The 62-bit value leaves room for ``+ j`` below 2**63.
+    """
+    digest = hashlib.blake2b(f"{seed}/{step}/{prompt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 2
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """What one ``generate`` call samples: ``n`` completions per prompt."""
+    """What one ``generate`` call samples: ``n`` completions per prompt.
+
+    ``seeds`` (one per prompt, see :func:`sampling_seed`) makes every prompt's samples a
+    function of its seed alone; otherwise ``seed`` (one for the whole call) or none.
+    """
 
     n: int = 1
     temperature: float = 1.0
@@ -17,6 +39,23 @@ class SamplingConfig:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     ignore_eos: bool = False  # fixed-length outputs (benchmarks)
+    top_logprobs: int = 0  # also return the top-k log-probs of each step (ARPO's entropy); 0: none
+    include_stop: bool = False  # keep a matched stop string in the output (multi-turn tool tags)
+    seeds: tuple[int, ...] | None = None
+    max_tokens: tuple[int, ...] | None = None  # one per prompt, overriding max_new_tokens (multi-turn budgets)
+
+    def prompt_seed(self, index: int) -> int | None:
+        """The seed of the call's prompt ``index``."""
+        return self.seeds[index] if self.seeds is not None else self.seed
+
+    def prompt_max_tokens(self, index: int) -> int:
+        """The token budget of the call's prompt ``index``."""
+        return self.max_tokens[index] if self.max_tokens is not None else self.max_new_tokens
+
+    def for_prompts(self, indices: list[int]) -> "SamplingConfig":
+        """This config for the subset ``indices`` of the prompts (an engine's shard)."""
+        out = self if self.seeds is None else replace(self, seeds=tuple(self.seeds[i] for i in indices))
+        return out if self.max_tokens is None else replace(out, max_tokens=tuple(self.max_tokens[i] for i in indices))
 
 
 @dataclass
