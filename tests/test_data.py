@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlkit.config import DataConfig
-from rlkit.data import DataError, PromptRenderer, PromptSampler, load_rows
+from rlkit.data import DataError, PromptRenderer, PromptSampler, load_prompt_rows, load_rows
 from rlkit.data.builtin import arithmetic
 
 
@@ -52,6 +52,7 @@ def test_arithmetic_is_reproducible_and_correct():
     rows = arithmetic(num_examples=300, seed=3)
     assert rows == arithmetic(num_examples=300, seed=3)
     assert rows != arithmetic(num_examples=300, seed=4)
+    assert len(rows) == 300
     for row in rows:
         a, op, b = row["prompt"].removeprefix("What is ").removesuffix("?").split()
         a, b = int(a), int(b)
@@ -94,3 +95,99 @@ def test_renderer_puts_few_shot_before_the_prompt(tiny_llama):
     assert text.rstrip().endswith("assistant")
     with pytest.raises(DataError, match="over data.max_prompt_tokens=5"):
         PromptRenderer(tok, DataConfig(max_prompt_tokens=5)).token_ids({"id": 3, "prompt": "long " * 20})
+
+
+def test_arithmetic_splits_are_disjoint_and_distinct():
+    # + : 20 x 20 = 400, - : a >= b in [1, 20] = 210, x : 11 x 11 = 121 -> 731 distinct problems
+    train, test = arithmetic(split="train"), arithmetic(split="test")
+    assert (len(train), len(test)) == (631, 100)
+    train_texts, test_texts = {r["prompt"] for r in train}, {r["prompt"] for r in test}
+    assert (len(train_texts), len(test_texts)) == (631, 100)  # no problem twice within a split
+    assert train_texts & test_texts == set()  # none shared across splits
+    assert [r["id"] for r in test] == list(range(100))
+    ops = [r["prompt"].split()[3] for r in train + test]
+    assert {op: ops.count(op) for op in "+-×"} == {"+": 400, "-": 210, "×": 121}
+    # the split is a function of the seed: another seed holds out other problems, still disjoint
+    other = {r["prompt"] for r in arithmetic(split="test", seed=99)}
+    assert other != test_texts and len(other) == 100
+    assert len(arithmetic(split="test", test_size=250)) == 250 and len(arithmetic(test_size=250)) == 481
+    assert arithmetic(split="train", num_examples=10) == train[:10]
+
+
+def test_arithmetic_split_errors():
+    with pytest.raises(DataError, match=r"data.builtin.num_examples=5000: split 'train' has 631 distinct problems"):
+        load_rows("builtin:arithmetic", prompt_field="prompt", required_fields=[], builtin_params={"num_examples": 5000})
+    with pytest.raises(DataError, match=r"data.split: builtin:arithmetic has splits \['train', 'test'\], got 'validation'"):
+        load_rows("builtin:arithmetic", split="validation", prompt_field="prompt", required_fields=[])
+    with pytest.raises(DataError, match=r"test_size must be in \[1, 730\]"):
+        load_rows("builtin:arithmetic", prompt_field="prompt", required_fields=[], builtin_params={"test_size": 731})
+    with pytest.raises(DataError, match="choose the split with data.split"):
+        load_rows("builtin:arithmetic", prompt_field="prompt", required_fields=[], builtin_params={"split": "test"})
+
+
+def test_load_rows_passes_the_split_to_builtins():
+    from rlkit.data.builtin import BUILTIN_DATASETS, register_builtin_dataset
+
+    rows = load_rows("builtin:arithmetic", split="test", prompt_field="prompt", required_fields=["answer"])
+    assert rows == arithmetic(split="test")
+
+    @register_builtin_dataset("unsplit_for_test")
+    def unsplit(*, n: int = 2):
+        return [{"prompt": str(i), "answer": str(i)} for i in range(n)]
+
+    try:
+        assert len(load_rows("builtin:unsplit_for_test", prompt_field="prompt", required_fields=[])) == 2
+        with pytest.raises(DataError, match=r"data.split='test': builtin:unsplit_for_test has no splits"):
+            load_rows("builtin:unsplit_for_test", split="test", prompt_field="prompt", required_fields=[])
+    finally:
+        del BUILTIN_DATASETS["unsplit_for_test"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from rlkit.models import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path("embedded:smollm2-135m-instruct"))
+
+
+def test_long_prompts_are_found_when_the_data_loads(tokenizer, tmp_path, caplog):
+    render = PromptRenderer(tokenizer, DataConfig()).render
+    limit = len(render({"prompt": "hi"})) + 5
+    rows = [{"prompt": "hi", "answer": "1"}, {"prompt": "word " * 40, "answer": "2"}, {"prompt": "yo", "answer": "3"},
+            {"prompt": "word " * 9, "answer": "4"}]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lengths = [len(render(r)) for r in rows]
+    assert [n > limit for n in lengths] == [False, True, False, True]
+    cfg = DataConfig(source=str(path), max_prompt_tokens=limit)
+    with pytest.raises(DataError) as err:
+        load_prompt_rows(cfg, PromptRenderer(tokenizer, cfg))
+    assert str(err.value) == (
+        f"{path} (split 'train'): 2 of 4 prompts exceed data.max_prompt_tokens={limit}: "
+        f"row 1 ({lengths[1]} tokens), row 3 ({lengths[3]} tokens); "
+        "raise data.max_prompt_tokens or set data.on_long_prompt=skip"
+    )
+    skip = cfg.model_copy(update={"on_long_prompt": "skip"})
+    with caplog.at_level("WARNING", logger="rlkit"):
+        kept = load_prompt_rows(skip, PromptRenderer(tokenizer, skip))
+    assert [r["answer"] for r in kept] == ["1", "3"]
+    assert f"row 1 ({lengths[1]} tokens), row 3 ({lengths[3]} tokens); skipped" in caplog.text
+    everything = skip.model_copy(update={"max_prompt_tokens": 1})
+    with pytest.raises(DataError, match="4 of 4 prompts exceed .* leaves no rows"):
+        load_prompt_rows(everything, PromptRenderer(tokenizer, everything))
+
+
+def test_long_prompt_error_lists_twenty_rows_then_a_count(tokenizer):
+    cfg = DataConfig(max_prompt_tokens=1)
+    rows = [{"prompt": "hi", "answer": "1"}] * 23
+    with pytest.raises(DataError, match=r"^src: 23 of 23 prompts .* row 19 \(\d+ tokens\) and 3 more;"):
+        PromptRenderer(tokenizer, cfg).drop_long(rows, source="src")
+
+
+def test_on_long_prompt_is_validated():
+    from rlkit.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="data.on_long_prompt"):
+        load_config(overrides=["reward.name=arithmetic", "data.on_long_prompt=truncate"])

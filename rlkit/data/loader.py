@@ -6,6 +6,7 @@ fails with the file, the row index and the field name.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,20 @@ def _read(source: str, *, split: str, builtin_params: dict[str, Any]) -> list[di
         name = source.removeprefix("builtin:")
         if name not in BUILTIN_DATASETS:
             raise DataError(f"data.source: unknown builtin {name!r}; known: {sorted(BUILTIN_DATASETS)}")
+        generator = BUILTIN_DATASETS[name]
+        params = dict(builtin_params)
+        if "split" in params:
+            raise DataError("data.builtin.split: choose the split with data.split, not a generator parameter")
+        if "split" in inspect.signature(generator).parameters:
+            params["split"] = split
+        elif split != "train":
+            raise DataError(f"data.split={split!r}: builtin:{name} has no splits (only 'train')")
         try:
-            return BUILTIN_DATASETS[name](**builtin_params)
+            return generator(**params)
         except TypeError as err:
             raise DataError(f"data.builtin: {err}") from None
+        except ValueError as err:
+            raise DataError(str(err)) from None
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data.source: {source} does not exist")
