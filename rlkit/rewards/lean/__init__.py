@@ -13,6 +13,7 @@ from rlkit.rewards.lean.precheck import build_command, extract_proof, precheck, 
 from rlkit.rewards.lean.process import LaunchSpec, LocalProcess, ReplProcess, get_launcher, register_launcher
 from rlkit.rewards.lean.repl import LeanStartError, ReplSession, Reply
 from rlkit.rewards.lean.verdict import STANDARD_AXIOMS, Verdict, format_messages, verdict_from_response
+from rlkit.rewards.lean.whole_file import build_file_command, check_file, extract_file, normalize_statement
 
 __all__ = [
     "STANDARD_AXIOMS",
@@ -25,9 +26,13 @@ __all__ = [
     "Reply",
     "Verdict",
     "build_command",
+    "build_file_command",
+    "check_file",
+    "extract_file",
     "extract_proof",
     "format_messages",
     "get_launcher",
+    "normalize_statement",
     "precheck",
     "register_launcher",
     "theorem_name_of",

@@ -25,6 +25,7 @@ from rlkit.rewards.lean.precheck import build_command, precheck, strip_trailing_
 from rlkit.rewards.lean.process import Launcher, LaunchSpec, get_launcher
 from rlkit.rewards.lean.repl import LeanStartError, ReplSession
 from rlkit.rewards.lean.verdict import Verdict, failure, verdict_from_response
+from rlkit.rewards.lean.whole_file import MODES, build_file_command, check_file, drop_header_imports
 
 MAX_STATEMENT_CHARS = 20_000
 
@@ -63,6 +64,7 @@ class LeanChecker:
             ro_binds=tuple(ro_binds),
             cpu_time_s=startup_timeout_s + max_uses * timeout_s,
         )
+        self.header = header
         self.sessions = [
             ReplSession(
                 launch=launch, spec=spec, header=header, timeout_s=timeout_s,
@@ -82,18 +84,29 @@ class LeanChecker:
         for session in self.sessions:
             session.start()
 
-    def check(self, proof: str, *, statement: str, theorem_name: str | None = None) -> Verdict:
-        """The verdict on ``proof`` for ``statement`` (``theorem_name`` defaults to the declared name)."""
+    def check(self, proof: str, *, statement: str, theorem_name: str | None = None, mode: str = "proof") -> Verdict:
+        """The verdict on ``proof`` for ``statement`` (``theorem_name`` defaults to the declared name).
+
+        ``mode="file"``: ``proof`` is a whole Lean file with the theorem and helper declarations
+        (:mod:`rlkit.rewards.lean.whole_file`); ``"proof"``: the proof text after the statement.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         if len(statement) > MAX_STATEMENT_CHARS:
             return failure("refused", f"the statement is {len(statement)} characters (limit {MAX_STATEMENT_CHARS})")
         statement = strip_trailing_sorry(statement)
         name = theorem_name or theorem_name_of(statement)
         if name is None:
             return failure("refused", "the statement declares no theorem name to check with #print axioms")
-        refused = precheck(proof)
+        if mode == "file":
+            file = drop_header_imports(proof, self.header) if isinstance(proof, str) else proof
+            refused = check_file(file, statement=statement, theorem_name=name)
+            source = build_file_command(file, theorem_name=name) if refused is None else ""
+        else:
+            refused = precheck(proof)
+            source = build_command(statement, proof, theorem_name=name) if refused is None else ""
         if refused is not None:
             return failure("refused", f"proof refused before Lean: {refused}")
-        source = build_command(statement, proof, theorem_name=name)
         try:
             source.encode("utf-8")
         except UnicodeEncodeError:
@@ -114,12 +127,12 @@ class LeanChecker:
             messages=verdict.messages, time_s=reply.time_s,
         )  # fmt: skip
 
-    def check_many(self, items: Sequence[tuple[str, str]]) -> list[Verdict]:
+    def check_many(self, items: Sequence[tuple[str, str]], *, mode: str = "proof") -> list[Verdict]:
         """Verdicts for ``(statement, proof)`` pairs, checked concurrently on the sessions, in order."""
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(len(self.sessions), thread_name_prefix="rlkit-lean")
-        futures = [self._executor.submit(self.check, proof, statement=stmt) for stmt, proof in items]
+        futures = [self._executor.submit(self.check, proof, statement=stmt, mode=mode) for stmt, proof in items]
         return [f.result() for f in futures]
 
     def close(self) -> None:

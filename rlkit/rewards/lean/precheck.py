@@ -47,20 +47,30 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (_words("run_cmd", "run_tac", "run_elab", "run_meta", "by_elab", "initialize", "builtin_initialize"),
      "runs metaprograms or IO"),
     (_words("IO", "System", "EIO", "BaseIO", after_dot=True), "uses IO"),
-    (
-        _words(
-            "theorem", "lemma", "def", "instance", "example", "abbrev", "opaque", "structure", "inductive",
-            "class", "namespace", "section", "end", "mutual", "universe", "variable", "attribute", "export",
-        ),
-        "starts a new declaration or scope (the theorem statement is fixed)",
-    ),
 )  # fmt: skip
+
+HELPER_DECLARATIONS = ("theorem", "lemma", "def")  # what file mode allows besides the target theorem
+_OTHER_DECLARATIONS = (
+    "instance", "example", "abbrev", "opaque", "structure", "inductive", "class", "namespace", "section", "end",
+    "mutual", "universe", "variable", "attribute", "export",
+)  # fmt: skip
+_DECLARES = "starts a new declaration or scope (the theorem statement is fixed)"
+_MODE_RULES = {
+    "proof": _RULES + ((_words(*HELPER_DECLARATIONS, *_OTHER_DECLARATIONS), _DECLARES),),
+    "file": _RULES + ((_words(*_OTHER_DECLARATIONS), _DECLARES),),
+}
 
 _SET_OPTION = re.compile(r"(?<![\w'!?.])set_option\s+([^\s]+)")
 
 
-def precheck(proof: str, *, max_chars: int = 100_000) -> str | None:
-    """None when ``proof`` may be sent to Lean, else why it is refused."""
+def precheck(proof: str, *, max_chars: int = 100_000, mode: str = "proof") -> str | None:
+    """None when ``proof`` may be sent to Lean, else why it is refused.
+
+    ``mode="file"`` (a whole Lean file, see :mod:`rlkit.rewards.lean.whole_file`) also allows
+    ``theorem``/``lemma``/``def`` declarations; every other rule holds in both modes.
+    """
+    if mode not in _MODE_RULES:
+        raise ValueError(f"precheck mode must be one of {sorted(_MODE_RULES)}, got {mode!r}")
     if not isinstance(proof, str):
         return f"proof must be a str, got {type(proof).__name__}"
     if not proof.strip():
@@ -77,7 +87,7 @@ def precheck(proof: str, *, max_chars: int = 100_000) -> str | None:
     for option in _SET_OPTION.findall(code):
         if option not in _ALLOWED_OPTIONS:
             return f"sets option {option!r} (allowed: {', '.join(sorted(_ALLOWED_OPTIONS))})"
-    for pattern, reason in _RULES:
+    for pattern, reason in _MODE_RULES[mode]:
         match = pattern.search(code)
         if match:
             return f"{reason}: {match.group(0)!r}"

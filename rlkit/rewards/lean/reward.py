@@ -15,6 +15,7 @@ from typing import Literal
 
 from rlkit.rewards.lean.checker import MAX_STATEMENT_CHARS, LeanChecker
 from rlkit.rewards.lean.precheck import extract_proof
+from rlkit.rewards.lean.whole_file import MODES, extract_file
 from rlkit.rewards.pool import FAILURE_KEY
 from rlkit.rewards.registry import RewardResult, register_reward
 from rlkit.rewards.samples import RewardInputError, require_str
@@ -57,7 +58,10 @@ def _setup(
     ro_binds: tuple[str, ...] = (),
     statement_key: str = "statement",
     theorem_name_key: str = "theorem_name",
+    mode: Literal["proof", "file"] = "proof",
 ) -> None:
+    if mode not in MODES:
+        raise ValueError(f"reward lean: params.mode must be one of {list(MODES)}, got {mode!r}")
     _checker(
         repl_cmd=repl_cmd, cwd=cwd, header=header, timeout_s=timeout_s, memory_mb=memory_mb,
         launcher=launcher, max_uses=max_uses, ro_binds=ro_binds,
@@ -79,8 +83,13 @@ def lean_reward(
     ro_binds: tuple[str, ...] = (),
     statement_key: str = "statement",
     theorem_name_key: str = "theorem_name",
+    mode: Literal["proof", "file"] = "proof",
 ) -> RewardResult:
     """Check the proof in ``completion`` (last ```lean block; a repeated statement is cut off).
+
+    ``mode="file"``: the block is a whole Lean file (helper lemmas, then the theorem with the
+    reference statement and its proof), as DeepSeek-Prover-V2, Goedel-Prover and Kimina-Prover
+    write it; see :mod:`rlkit.rewards.lean.whole_file`.
 
     ``repl_cmd`` runs the REPL in ``cwd`` (the Lean project); ``header`` is loaded once per
     REPL; ``launcher="sandbox"`` isolates it, mounting ``cwd`` and ``ro_binds`` read-only.
@@ -94,10 +103,13 @@ def lean_reward(
         repl_cmd=repl_cmd, cwd=cwd, header=header, timeout_s=timeout_s, memory_mb=memory_mb,
         launcher=launcher, max_uses=max_uses, ro_binds=ro_binds,
     )  # fmt: skip
+    if mode not in MODES:
+        raise RewardInputError(f"reward lean: params.mode must be one of {list(MODES)}, got {mode!r}")
     verdict = checker.check(
-        extract_proof(completion, statement=statement),
+        extract_file(completion) if mode == "file" else extract_proof(completion, statement=statement),
         statement=statement,
         theorem_name=name if isinstance(name, str) and name else None,
+        mode=mode,
     )
     info = {"status": verdict.status, "reason": verdict.reason, "feedback": verdict.feedback}
     if verdict.status in ("timeout", "crash", "memory", "unavailable"):
