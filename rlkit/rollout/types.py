@@ -13,7 +13,7 @@ def sampling_seed(seed: int, step: int, prompt: int) -> int:
 
     vLLM 0.32 gives the j-th of a request's ``n`` samples the seed ``sampling_seed + j``
     (``vllm/v1/engine/parallel_sampling.py``), and a seeded request draws from its own
-    generator. Measured with the embedded model (``tests/test_sampling_seeds.py`` keeps it
+    generator. Measured with the embedded model (``tests/e2e/test_sampling_seeds.py`` keeps it
     checked): the n samples are distinct, and a prompt's samples are the same token for token
     alone or in another batch, in another order, and after an engine restart with another
     engine seed. So a run resumed from a checkpoint samples exactly what the uninterrupted
