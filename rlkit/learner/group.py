@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from typing import Callable
@@ -13,6 +14,8 @@ from rlkit.batch import TrainBatch
 from rlkit.cluster.calls import ActorInfo, gather
 from rlkit.cluster.placement import Placement
 from rlkit.learner.worker import LearnerSpec, LearnerWorker
+
+logger = logging.getLogger("rlkit")
 
 
 class LearnerGroup:
@@ -95,6 +98,8 @@ class LearnerGroup:
     def shutdown(self) -> None:
         try:
             ray.get([w.shutdown.remote() for w in self.workers], timeout=60)
+        except Exception as err:  # noqa: BLE001 - a dead or stuck rank: the actors are killed below
+            logger.warning("learner shutdown: %s", str(err).splitlines()[0] if str(err) else type(err).__name__)
         finally:
             for w in self.workers:
                 ray.kill(w)
