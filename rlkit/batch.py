@@ -60,9 +60,28 @@ class TrainBatch:
         pad = self.select([0] * extra)
         pad.response_mask = torch.zeros_like(pad.response_mask)
         pad.attention_mask = torch.zeros_like(pad.attention_mask)
-        pad.attention_mask[:, -1] = 1  # a row with no attended token makes SDPA return NaN
+        # One attended token (a row with none makes SDPA return NaN), placed in the last
+        # prompt column: the one column trimmed() always keeps, so a piece made only of
+        # padding rows still has a prompt to predict from and a token to attend to.
+        pad.attention_mask[:, max(self.prompt_len - 1, 0)] = 1
         pad.sft_select = torch.zeros_like(pad.sft_select)
         return concat([self, pad])
+
+    def shards(self, world_size: int) -> list["TrainBatch"]:
+        """One piece per data-parallel rank, any batch size: padded with empty rows to a multiple of
+        ``world_size`` (a batch smaller than the world leaves some ranks only empty rows)."""
+        return self.pad_rows(world_size).chunks(world_size)
+
+    def loss_totals(self) -> dict:
+        """What every rank's loss weight is measured against (algorithms.md section 5): valid
+        tokens and non-empty rows of the whole mini-batch, and the same for its SFT rows."""
+        valid = self.response_mask > 0
+        sft_valid = valid & self.sft_select[:, None]
+        return dict(
+            total_tokens=int(valid.sum()),
+            total_rows=int((valid.sum(1) > 0).sum()),
+            total_sft=(int(sft_valid.sum()), int((sft_valid.sum(1) > 0).sum())),
+        )
 
     def chunks(self, count: int) -> list["TrainBatch"]:
         """``count`` contiguous pieces of equal row count (call ``pad_rows(count)`` first)."""
@@ -72,8 +91,13 @@ class TrainBatch:
         return [self.select(list(range(i, i + step))) for i in range(0, self.size, step)]
 
     def trimmed(self) -> "TrainBatch":
-        """Drop prompt columns that are padding in every row and trailing all-padding response columns."""
+        """Drop prompt columns that are padding in every row and trailing all-padding response columns.
+
+        At least one prompt column stays: response token 0 is predicted from the hidden
+        state of the last prompt column, so a prompt length of 0 has nothing to predict from.
+        """
         prompt_pad = int((self.attention_mask[:, : self.prompt_len] == 0).all(dim=0).long().cumprod(0).sum())
+        prompt_pad = min(prompt_pad, max(self.prompt_len - 1, 0))
         used = self.response_mask.sum(dim=0).nonzero()
         keep_r = int(used[-1]) + 1 if len(used) else 1
         out = {}

@@ -78,6 +78,10 @@ def token_logprobs_from_hidden(
         pieces.append(checkpoint(_chunk, *args, use_reentrant=False) if track else _chunk(*args))
     if not pieces:
         empty = hidden.new_zeros(0, dtype=dtype)
+        if track:
+            # No token, yet still on the graph of hidden and weight (zero gradient): a data-parallel
+            # rank whose share is only padding must run the same backward (FSDP collectives) as the rest.
+            empty = empty + (hidden.sum() + weight.sum()).to(dtype) * 0
         return empty, (empty.clone() if with_entropy else None)
     logprobs = torch.cat([p[0] for p in pieces])
     entropy = torch.cat([p[1] for p in pieces]) if with_entropy else None
