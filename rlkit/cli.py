@@ -15,11 +15,16 @@ def _load(args: argparse.Namespace):
     """The validated config, or exit 2 with every bad key listed (before anything starts)."""
     from rlkit.config import ConfigError, load_config
 
+    overrides = [*args.overrides, *(["trainer.overwrite=true"] if getattr(args, "overwrite", False) else [])]
     try:
-        return load_config(args.config, overrides=args.overrides)
+        config = load_config(args.config, overrides=overrides)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise _Exit(2) from None
+    if config.reward is None:
+        print(f"error: invalid config {args.config}:\n  reward: required key is missing", file=sys.stderr)
+        raise _Exit(2)
+    return config
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -27,11 +32,24 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml())
         return 0
+    from rlkit.run_dir import RunDirError
     from rlkit.trainer import Trainer
 
-    with Trainer(config) as trainer:
-        final = trainer.fit()
+    try:
+        with Trainer(config) as trainer:
+            final = trainer.fit()
+    except RunDirError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"done: final checkpoint {final}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from rlkit.plot import plot_runs
+
+    for path in plot_runs(args.runs, out=args.out, smooth=args.smooth):
+        print(path)
     return 0
 
 
@@ -39,7 +57,10 @@ def _eval(args: argparse.Namespace) -> int:
     config = _load(args)
     from rlkit.evaluate import evaluate
 
-    print(evaluate(config, num_prompts=args.prompts, samples=args.samples, offset=args.offset))
+    result = evaluate(config, num_prompts=args.prompts, samples=args.samples, offset=args.offset, split=args.split)
+    print(result)
+    if args.out:
+        print(f"written to {result.write_json(args.out)}")
     return 0
 
 
@@ -90,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="experiment YAML, e.g. examples/arithmetic_grpo.yaml")
     train.add_argument("overrides", nargs="*", metavar="key.path=value", help="e.g. trainer.total_steps=5")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete an existing run directory of the same name first (trainer.overwrite=true)")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="sampled and greedy reward of a model on a config's data",
@@ -100,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--prompts", type=int, default=100, help="number of prompts (default 100)")
     ev.add_argument("--samples", type=int, default=4, help="sampled completions per prompt (default 4)")
     ev.add_argument("--offset", type=int, default=0, help="first row to use (default 0)")
+    ev.add_argument("--split", default=None,
+                    help="data split to evaluate (default: data.split); builtin:arithmetic holds out 'test'")
+    ev.add_argument("--out", default=None, help="also write the result as JSON to this file")
     ev.set_defaults(func=_eval)
 
     pool = sub.add_parser("collect-pool", help="RLEP phase 1: a replay pool of a checkpoint's verified answers",
@@ -130,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for the job and print its logs")
     submit.add_argument("--print-config", action="store_true", help="the job only prints the resolved config")
     submit.set_defaults(func=_submit)
+
+    plot = sub.add_parser("plot", help="PNG training curves of one or more runs",
+                          description="Reward (and each component), length, entropy, clip fractions, KL, "
+                                      "logprob diff, eval metrics and step time of each RUN's metrics.jsonl, "
+                                      "runs overlaid; smoothed with the raw curve faint behind.")
+    plot.add_argument("runs", nargs="+", help="run directories (holding metrics.jsonl)")
+    plot.add_argument("--out", default="plots", help="folder for the PNGs (default plots/)")
+    plot.add_argument("--smooth", type=int, default=5, help="moving-average window in steps (default 5; 1: raw)")
+    plot.set_defaults(func=_plot)
 
     sandbox = sub.add_parser("sandbox", help="sandboxed code execution service (rlkit sandbox serve --help)",
                              add_help=False)

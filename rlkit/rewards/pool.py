@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cloudpickle
+
 from rlkit.rewards.modules import ModuleSource
 from rlkit.rewards.registry import RewardResult
 
@@ -246,7 +248,8 @@ class _Batch:
             reward_blob = job.reward.encode()
             setup_key = b"name:" + reward_blob
         else:
-            reward_blob = pickle.dumps(job.reward)
+            # By value: a lambda, closure or a script's __main__ function reaches the worker too.
+            reward_blob = cloudpickle.dumps(job.reward)
             setup_key = b"fn:" + reward_blob
         setup_key += pickle.dumps(sorted(job.params.items(), key=lambda kv: kv[0]))
         message = (i, reward_blob, isinstance(job.reward, str), job.params, job.completion, job.sample, setup_key)

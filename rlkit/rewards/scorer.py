@@ -12,7 +12,7 @@ scorer.close()
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rlkit.rewards.config import RewardComponent, RewardConfig
@@ -36,8 +36,12 @@ class ScoredBatch:
 class RewardScorer:
     """Scores batches with the configured components; owns its worker pool until ``close()``."""
 
-    def __init__(self, cfg: RewardConfig, *, pool: RewardPool | None = None) -> None:
+    def __init__(
+        self, cfg: RewardConfig, *, pool: RewardPool | None = None, functions: dict[str, Callable] | None = None
+    ) -> None:
         self.cfg = cfg
+        self.functions = dict(functions or {})
+        """Component name -> a Python callable scored in place of a registered reward (``Trainer(reward_fn=)``)."""
         self.components: list[RewardComponent] = cfg.resolved_components()
         modules = [cfg.module_source] if cfg.module_source is not None else []
         self._owns_pool = pool is None
@@ -48,7 +52,9 @@ class RewardScorer:
             raise ValueError(f"{len(completions)} completions but {len(samples)} samples")
         n = len(completions)
         jobs = [
-            RewardJob(c.name, completions[i], samples[i], c.params) for c in self.components for i in range(n)
+            RewardJob(self.functions.get(c.name, c.name), completions[i], samples[i], c.params)
+            for c in self.components
+            for i in range(n)
         ]
         flat = self.pool.run(jobs, timeout_s=self.cfg.timeout_s, fallback_score=self.cfg.fallback_score)
         per_component = {c.name: flat[k * n : (k + 1) * n] for k, c in enumerate(self.components)}
@@ -85,4 +91,7 @@ class RewardScorer:
 
 def build_reward(cfg: RewardConfig) -> RewardScorer:
     """The scorer for ``cfg`` (the trainer's entry point); starts its worker pool."""
+    if cfg is None:
+        raise ValueError("reward: required key is missing (give reward.name or reward.components; from Python, "
+                         "Trainer(reward_fn=...) also works)")
     return RewardScorer(cfg)
