@@ -2,7 +2,9 @@
 
 The proof is appended to a fixed statement, so any command in it (a new
 declaration, ``#exit``, a macro redefining ``#print``) runs after the theorem and
-can only serve to hide or forge the verdict. The scan is lexical and strict.
+can only serve to hide or forge the verdict. In whole-file mode (``mode="file"``,
+see :mod:`rlkit.rewards.lean.whole_file`) helper ``theorem``/``lemma``/``def``
+declarations are allowed; every other rule holds. The scan is lexical and strict.
 Comments (``--``, nested ``/- -/``) are skipped only when the proof has no string
 literal or ``«»`` identifier, the two places where Lean and a simple comment
 stripper could disagree about what is code; otherwise everything is scanned.
