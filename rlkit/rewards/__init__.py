@@ -5,7 +5,7 @@ from rlkit.rewards import register_reward, get_reward, score_batch
 results = score_batch("math", completions, samples, timeout_s=5.0)
 ```
 
-Built-ins: ``math``, ``format``, ``arithmetic``, ``lean`` and (with the sandbox)
+Built-ins: ``math``, ``format``, ``arithmetic``, ``lean``, ``arpo`` and (with the sandbox)
 ``code_tests``. The trainer uses :func:`build_reward` on a :class:`RewardConfig`.
 """
 
@@ -25,7 +25,7 @@ from rlkit.rewards.samples import RewardInputError
 from rlkit.rewards.scorer import RewardScorer, ScoredBatch, build_reward
 from rlkit.rewards.scoring import score_batch, shared_pool
 
-_BUILTINS = ("math", "format", "arithmetic", "lean", "code")
+_BUILTINS = ("math", "format", "arithmetic", "lean", "code", "arpo")
 for _name in _BUILTINS:
     try:
         importlib.import_module(f"rlkit.rewards.{_name}")
