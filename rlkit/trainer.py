@@ -158,10 +158,15 @@ class Trainer:
             total_steps=cfg.trainer.total_steps, norm_len=cfg.rollout.max_new_tokens, seed=cfg.seed,
             reference_path=self.model_path,
         )
-        self.learners = LearnerGroup(
-            spec, placement=self.placement, call_timeout_s=cfg.ray.call_timeout_s,
-            startup_timeout_s=cfg.ray.startup_timeout_s, current_step=lambda: self.step,
-        )  # fmt: skip
+        try:
+            self.learners = LearnerGroup(
+                spec, placement=self.placement, call_timeout_s=cfg.ray.call_timeout_s,
+                startup_timeout_s=cfg.ray.startup_timeout_s, current_step=lambda: self.step,
+            )  # fmt: skip
+        except BaseException:
+            self.engine_pool.close()  # nothing of a failed start stays on the cluster
+            self.placement.remove()
+            raise
         if resume:
             self._load_optimizer_state(resume)
         self.memory = PeakMemoryMonitor()

@@ -72,10 +72,14 @@ class EnginePool:
         n = cfg.rollout.num_engines
         self.actors = [self._start(i) for i in range(n)]
         self.infos = [ActorInfo(f"engine {i}") for i in range(n)]
-        infos = gather(
-            [a.ready.remote() for a in self.actors], actors=self.infos, what="engine startup",
-            timeout_s=cfg.ray.startup_timeout_s, step=None,
-        )  # fmt: skip
+        try:
+            infos = gather(
+                [a.ready.remote() for a in self.actors], actors=self.infos, what="engine startup",
+                timeout_s=cfg.ray.startup_timeout_s, step=None,
+            )  # fmt: skip
+        except BaseException:
+            self.close()
+            raise
         self.infos = [_info(i, info) for i, info in enumerate(infos)]
         logger.info("rollout engines ready: %s", ", ".join(f"{i} in {d['startup_s']:.1f}s" for i, d in zip(self.infos, infos)))
 
