@@ -65,6 +65,30 @@ class DataConfig(StrictModel):
     shuffle: bool = True
     builtin: dict[str, Any] = Field(default_factory=dict)
     """Parameters of a ``builtin:`` generator (e.g. ``num_examples``)."""
+    template: Literal["chat", "raw"] = "chat"
+    """chat: the tokenizer's chat template (system prompt, few-shot, user turn, assistant start).
+    raw: ``raw_format`` filled from the row, tokenized as plain text (base models, R1-Zero style)."""
+    raw_format: str = "{prompt}"
+    """The prompt text for ``template: raw``: a Python format string over the row's fields, e.g.
+    ``"A conversation between User and Assistant. ... User: {prompt}\\nAssistant: <think>"``."""
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra variables for the chat template, e.g. ``{enable_thinking: false}`` (Qwen3)."""
+
+    @model_validator(mode="after")
+    def _check_template(self) -> "DataConfig":
+        import string
+
+        if self.template == "raw":
+            if self.system_prompt is not None or self.few_shot or self.chat_template_kwargs:
+                raise ValueError("system_prompt, few_shot and chat_template_kwargs belong to template: chat; "
+                                 "with template: raw write them into raw_format")
+            try:
+                fields = [f for _, f, _, _ in string.Formatter().parse(self.raw_format) if f is not None]
+            except ValueError as err:
+                raise ValueError(f"raw_format is not a valid format string: {err}") from None
+            if not fields or any(not f.isidentifier() for f in fields):
+                raise ValueError(f"raw_format must name row fields as {{field}} (e.g. {{prompt}}), got {self.raw_format!r}")
+        return self
 
 
 class RolloutConfig(StrictModel):
@@ -90,6 +114,14 @@ class RolloutConfig(StrictModel):
     resources: dict[str, float] | None = None
     """Ray resources of each engine bundle (one per tensor/pipeline rank), e.g. ``{GPU: 1}`` or
     ``{"node2": 1}``. None: one GPU where the cluster has GPUs, else a tiny CPU share."""
+    weight_transport: Literal["auto", "shm", "broadcast"] = "auto"
+    """How weights reach each engine after an update: ``shm`` (a verified shared-memory file; only
+    on learner rank 0's node), ``broadcast`` (a gloo/NCCL broadcast group; any node), ``auto``:
+    per engine, shm on learner rank 0's Ray node, broadcast elsewhere. Forcing shm onto another
+    node fails at the first sync with a clear error."""
+    weight_bucket_mb: float = Field(256.0, gt=0)
+    """Weights stream to the engines in buckets of at most this many MiB (in the engines' dtype):
+    the most a learner rank holds beyond its shard during a sync."""
     arpo: ArpoConfig | None = None
     """ARPO's entropy-based adaptive branching (needs ``env``; ``group_size`` must equal ``arpo.budget``)."""
 

@@ -30,11 +30,25 @@ class PromptRenderer:
         raise DataError(f"row {row.get('id', '?')}: field {self.cfg.prompt_field!r} must be a string or a list of chat messages")
 
     def render(self, row: dict) -> list[int]:
-        """The prompt's token ids, whatever their length."""
-        ids = self.tokenizer.apply_chat_template(self.messages(row), add_generation_prompt=True, tokenize=True)
+        """The prompt's token ids, whatever their length (``data.template``: chat template or raw text)."""
+        if self.cfg.template == "raw":
+            return list(self.tokenizer(self.raw_text(row), add_special_tokens=True)["input_ids"])
+        ids = self.tokenizer.apply_chat_template(
+            self.messages(row), add_generation_prompt=True, tokenize=True, **self.cfg.chat_template_kwargs
+        )
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
         return list(ids)
+
+    def raw_text(self, row: dict) -> str:
+        """``data.raw_format`` filled from ``row`` (``template: raw``)."""
+        try:
+            return self.cfg.raw_format.format(**row)
+        except KeyError as err:
+            raise DataError(
+                f"row {row.get('id', '?')}: data.raw_format names field {err.args[0]!r}, which the row lacks "
+                f"(fields present: {sorted(row)})"
+            ) from None
 
     def token_ids(self, row: dict) -> list[int]:
         ids = self.render(row)
