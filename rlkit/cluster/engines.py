@@ -14,7 +14,7 @@ from typing import Callable
 
 from rlkit.cluster.calls import ActorDied, ActorInfo, gather
 from rlkit.cluster.devices import actor_resources
-from rlkit.cluster.placement import Placement, create_placement, plan_placement
+from rlkit.cluster.placement import Placement, PlacementPlan, create_placement, plan_placement
 from rlkit.config import ExperimentConfig
 
 logger = logging.getLogger("rlkit")
@@ -27,22 +27,8 @@ def engine_options(placement: Placement, index: int, *, threads: int) -> dict:
     """Ray actor options of engine ``index``: its bundle(s), and the environment vLLM needs there."""
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    plan = placement.plan
     group, bundles = placement.engine_bundles(index)
-    env = dict(ENGINE_ENV)
-    if not plan.engine.gpu:
-        from rlkit.rollout.engine import CPU_ENGINE_ENV
-
-        env.update(CPU_ENGINE_ENV)
-        env["OMP_NUM_THREADS"] = str(threads)  # Ray otherwise sets it to num_cpus
-    share = plan.learner_share
-    if plan.engine_size > 1:
-        # vLLM's Ray executor starts one worker per bundle; the engine actor itself only drives them.
-        resources = {"num_cpus": 0, "num_gpus": 0, "resources": {}}
-        env["VLLM_RAY_BUNDLE_INDICES"] = ",".join(map(str, bundles))
-        env["VLLM_RAY_PER_WORKER_GPUS"] = str(plan.engine.bundle.get("GPU", 1.0) * share)
-    else:
-        resources = actor_resources(plan.engine.bundle, share=share)
+    resources, env = engine_resources(placement.plan, bundles, threads=threads)
     return {
         **resources,
         "runtime_env": {"env_vars": env},
@@ -51,6 +37,24 @@ def engine_options(placement: Placement, index: int, *, threads: int) -> dict:
             placement_group_capture_child_tasks=True,
         ),
     }
+
+
+def engine_resources(plan: PlacementPlan, bundles: list[int], *, threads: int) -> tuple[dict, dict[str, str]]:
+    """What an engine actor asks of its first bundle, and its environment: the CPU path's
+    variables only on CPU; a parallel engine's bundle indices for vLLM's Ray executor."""
+    env = dict(ENGINE_ENV)
+    if not plan.engine.gpu:
+        from rlkit.rollout.engine import CPU_ENGINE_ENV
+
+        env.update(CPU_ENGINE_ENV)
+        env["OMP_NUM_THREADS"] = str(threads)  # Ray otherwise sets it to num_cpus
+    share = plan.learner_share
+    if plan.engine_size == 1:
+        return actor_resources(plan.engine.bundle, share=share), env
+    # vLLM's Ray executor starts one worker per bundle; the engine actor itself only drives them.
+    env["VLLM_RAY_BUNDLE_INDICES"] = ",".join(map(str, bundles))
+    env["VLLM_RAY_PER_WORKER_GPUS"] = str(plan.engine.bundle.get("GPU", 1.0) * share)
+    return {"num_cpus": 0, "num_gpus": 0, "resources": {}}, env
 
 
 class EnginePool:
@@ -202,4 +206,4 @@ def generate_on_engines(engines: "EnginePool | list", prompt_ids: list[list[int]
     ]
 
 
-__all__ = ["ENGINE_ENV", "EnginePool", "engine_options", "engines_only_placement", "generate_on_engines", "start_engines"]
+__all__ = ["ENGINE_ENV", "EnginePool", "engine_options", "engine_resources", "engines_only_placement", "generate_on_engines", "start_engines"]

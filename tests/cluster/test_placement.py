@@ -78,3 +78,23 @@ def test_backend_and_resources_must_agree():
     with pytest.raises(ValueError, match="rollout.resources: every amount must be positive"):
         choose(resources={"GPU": 0.0}, cluster=GPU_CLUSTER, key="rollout.resources")
     assert choose(resources=None, cluster=GPU_CLUSTER, backend="gloo", key="learner.resources").device == "cpu"
+
+
+def test_engine_environment_cpu_path_only_on_cpu_and_bundle_indices_for_parallel_engines():
+    from rlkit.cluster.engines import ENGINE_ENV, engine_resources
+    from rlkit.rollout.engine import CPU_ENGINE_ENV
+
+    cpu = plan_placement(_cfg("rollout.resources={node2: 1}"), {**CPU_CLUSTER, "node2": 1.0})
+    resources, env = engine_resources(cpu, [0], threads=2)
+    assert resources == {"num_cpus": CPU_SHARE, "num_gpus": 0.0, "resources": {"node2": 1.0}}
+    assert env == {**ENGINE_ENV, **CPU_ENGINE_ENV, "OMP_NUM_THREADS": "2"}
+
+    gpu = plan_placement(_cfg("rollout.tensor_parallel_size=2", "rollout.pipeline_parallel_size=2"), GPU_CLUSTER)
+    resources, env = engine_resources(gpu, [0, 1, 2, 3], threads=2)
+    assert resources == {"num_cpus": 0, "num_gpus": 0, "resources": {}}  # vLLM's workers take the GPUs
+    assert env == {**ENGINE_ENV, "VLLM_RAY_BUNDLE_INDICES": "0,1,2,3", "VLLM_RAY_PER_WORKER_GPUS": "1.0"}
+
+    one = plan_placement(_cfg("learner.world_size=2", "ray.colocate=true"), GPU_CLUSTER)
+    resources, env = engine_resources(one, [0], threads=2)
+    assert resources == {"num_cpus": 0.5, "num_gpus": 0.5, "resources": {}}  # half of the learner's GPU
+    assert set(CPU_ENGINE_ENV).isdisjoint(env)

@@ -31,17 +31,19 @@ def run(tiny_llama, parity_reward_module, tiny_run_overrides, tmp_path_factory):
     cfg = load_config("examples/arithmetic_grpo.yaml", overrides=[
         *overrides, "learner.world_size=2", "trainer.total_steps=1", "trainer.save_final=false",
         "ray.call_timeout_s=300"])
-    out: dict = {"pids": []}
+    out: dict = {"pids": [], "nodes": []}
     trainer = Trainer(cfg)
     try:
         pool = trainer.engine_pool
         out["pids"].append(pool.infos[0].pid)
+        out["nodes"].append(pool.infos[0].node_id)
         trainer.fit()  # step 1
 
         os.kill(pool.infos[0].pid, signal.SIGKILL)  # between steps
         trainer.config.trainer.total_steps = 2
         trainer.fit()  # step 2: generate finds the engine dead
         out["pids"].append(pool.infos[0].pid)
+        out["nodes"].append(pool.infos[0].node_id)
         out["restarts_after_2"] = pool.restarts
 
         submit = pool._generate
@@ -77,7 +79,8 @@ def run(tiny_llama, parity_reward_module, tiny_run_overrides, tmp_path_factory):
 def test_a_killed_engine_is_restarted_and_the_run_goes_on(run):
     assert [m["step"] for m in run["metrics"]] == [1, 2, 3]
     assert run["restarts_after_2"] == 1 and run["restarts_after_3"] == 2
-    assert len(set(run["pids"])) == 3  # a new engine process each time
+    assert len(set(run["pids"])) == 3  # a new engine process each time, in the same bundle's node
+    assert len(run["nodes"]) == 2 and len(set(run["nodes"])) == 1
     for m in run["metrics"]:
         # The restarted engine serves the current weights: its samples match the learners'.
         assert m["rollout/logprob_diff"] < 1e-3, m
