@@ -19,7 +19,7 @@ def sampling_seed(seed: int, step: int, prompt: int) -> int:
     engine seed. So a run resumed from a checkpoint samples exactly what the uninterrupted
     run sampled at the same step. The 62-bit value leaves room for ``+ j`` below 2**63.
     """
-    digest = hashlib.blake2b(f"{seed}/{step}/{prompt}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{int(seed)}/{int(step)}/{int(prompt)}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 2
 
 
