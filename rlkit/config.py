@@ -202,6 +202,36 @@ class TrainerConfig(StrictModel):
         return self
 
 
+class EvalConfig(StrictModel):
+    """Validation during training (rlkit/validation.py): every ``every`` steps, ``prompts`` held-out rows
+    through the run's engines, scored with the run's reward."""
+
+    every: int = Field(0, ge=0)
+    """Evaluate after every N-th step (0: never)."""
+    source: str | None = None
+    """Data source of the eval prompts (default: data.source); from Python, ``Trainer(eval_data=...)``."""
+    split: str = "test"
+    """Split of that source; must not be the training split of the same source."""
+    prompts: int = Field(64, ge=1)
+    """The first N rows of the split."""
+    samples: int = Field(4, ge=1)
+    """n sampled answers per prompt (``eval/mean@k``)."""
+    pass_k: int | None = Field(None, ge=1)
+    """k of ``eval/pass@k`` (unbiased estimator from n samples; default n)."""
+    success: float = 1.0
+    """Lowest score that counts as a pass."""
+    temperature: float | None = Field(None, gt=0)
+    """Sampling temperature (default: rollout.temperature)."""
+    greedy: bool = True
+    """Also score one greedy answer per prompt (``eval/greedy``)."""
+
+    @model_validator(mode="after")
+    def _check_k(self) -> "EvalConfig":
+        if self.pass_k is not None and self.pass_k > self.samples:
+            raise ValueError(f"pass_k={self.pass_k} exceeds samples={self.samples} (pass@k needs k <= n)")
+        return self
+
+
 class ReplayConfig(StrictModel):
     """RLEP phase 2 (algorithms.md section 10): each prompt group gets ``per_prompt`` verified
     answers from ``pool`` (written by ``rlkit collect-pool``) beside its fresh rollouts."""
@@ -241,6 +271,7 @@ class ExperimentConfig(StrictModel):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     env: EnvConfig | None = None
     """Multi-turn agentic rollouts (rlkit.envs, docs/agentic.md); None: one completion per sample."""
@@ -265,6 +296,16 @@ class ExperimentConfig(StrictModel):
             raise ValueError(
                 "replay.pool with algorithm.kl.target=reward: the KL reward needs the sampling log-probs, "
                 "which replayed answers do not have; use algorithm.kl.target=loss"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_eval_split(self) -> "ExperimentConfig":
+        same_source = (self.eval.source or self.data.source) == self.data.source
+        if self.eval.every and same_source and self.eval.split == self.data.split:
+            raise ValueError(
+                f"eval.split={self.eval.split!r} is the training split of {self.data.source}: validation needs "
+                "held-out prompts (another eval.split, or eval.source)"
             )
         return self
 

@@ -132,7 +132,7 @@ class Trainer:
             self.rows = load_prompt_rows(cfg.data, self.renderer)  # long prompts found here, not mid-run
         else:
             self.rows = self.renderer.drop_long(self._user_rows(train_data, "train_data"), source="train_data")
-        self.eval_rows = self._user_rows(eval_data, "eval_data") if eval_data is not None else None
+        self.eval_rows = self._load_eval_rows(eval_data)
         self.sampler = PromptSampler(len(self.rows), seed=cfg.seed, shuffle=cfg.data.shuffle)
         self.reward = reward_from_callables(reward_fn, cfg.reward) if reward_fn is not None else build_reward(cfg.reward)
         self.replay = ReplayPool.load(cfg.replay.pool) if cfg.replay.pool else None
@@ -163,6 +163,7 @@ class Trainer:
                 spec, placement=self.placement, call_timeout_s=cfg.ray.call_timeout_s,
                 startup_timeout_s=cfg.ray.startup_timeout_s, current_step=lambda: self.step,
             )  # fmt: skip
+            self.weight_sync = self._weight_sync()
         except BaseException:
             self.engine_pool.close()  # nothing of a failed start stays on the cluster
             self.placement.remove()
@@ -202,9 +203,12 @@ class Trainer:
         batch = self.make_batch(rollouts)
         metrics.update(self.update(batch))
         metrics["time/sync_s"] = self.sync_weights()
+        metrics.update(self.weight_sync.last)
 
         metrics["time/step_s"] = time.perf_counter() - started
         metrics["throughput/tokens_per_s"] = metrics["response/tokens"] / max(metrics["time/generate_s"], 1e-9)
+        if self.eval_rows and self.config.eval.every and self.step % self.config.eval.every == 0:
+            metrics.update(self.validate())  # after the sync: the engines hold this step's weights
         metrics["memory/step_peak_gib"], metrics["memory/run_peak_gib"] = self.memory.take_peak()
         self.tracker.log_metrics(self.step, metrics)
         log = self.config.log
@@ -243,6 +247,29 @@ class Trainer:
             prompt_field=self.config.data.prompt_field, groups=self.config.log.samples_prompts,
         )
 
+    def validate(self) -> dict[str, float]:
+        """Score the eval prompts on the engines now (``eval/mean@k``, ``eval/pass@k``, ``eval/greedy``,
+        ``eval/length_mean``; rlkit/validation.py); fires the callbacks' ``on_eval``."""
+        from rlkit.validation import run_validation
+
+        if not self.eval_rows:
+            raise ValueError("no eval prompts: set eval.every (eval.split / eval.source) or pass eval_data=")
+        metrics = run_validation(self)
+        self.callbacks.fire("on_eval", self, metrics)
+        return metrics
+
+    def _load_eval_rows(self, eval_data: Any) -> list[dict] | None:
+        """The first ``eval.prompts`` rows of ``eval_data``, or of ``eval.split`` of ``eval.source``
+        when ``eval.every`` is set; checked (fields, prompt length) before anything starts."""
+        e = self.config.eval
+        if eval_data is not None:
+            rows = self._user_rows(eval_data, "eval_data")
+            return self.renderer.drop_long(rows, source="eval_data")[: e.prompts]
+        if not e.every:
+            return None
+        data = self.config.data.model_copy(update={"source": e.source or self.config.data.source})
+        return load_prompt_rows(data, self.renderer, split=e.split)[: e.prompts]
+
     def _user_rows(self, data: Any, what: str) -> list[dict]:
         d = self.config.data
         return rows_from_data(data, prompt_field=d.prompt_field, required_fields=d.required_fields, what=what)
@@ -258,6 +285,7 @@ class Trainer:
 
         The k-th prompt drawn in a step samples with seed ``sampling_seed(seed, step, k)``
         (rlkit/rollout/types.py), so a resumed run samples what the uninterrupted run did."""
+        self.weight_sync.check_versions()  # never sample from an engine holding other weights
         r = self.config.rollout
         if self._seed_step != self.step:  # prompt k of a step counts across dynamic-sampling rounds
             self._seed_step, self._step_prompts = self.step, 0
@@ -460,11 +488,23 @@ class Trainer:
             )
 
     def sync_weights(self) -> float:
-        """Push the learners' weights into every engine; returns seconds taken."""
+        """Push the learners' weights into every engine (rlkit/rollout/transport/); returns seconds taken.
+        ``weight_sync.last`` holds the sync's metrics (``sync/transport``, ``sync/bytes``...)."""
         t = time.perf_counter()
-        manifest = self.learners.export_weights()
-        self.engine_pool.call("load_weights", manifest)
+        self.weight_sync.sync()
         return time.perf_counter() - t
+
+    def _weight_sync(self):
+        from rlkit.rollout.transport.sync import SyncSettings, WeightSync
+
+        cfg, plan = self.config, self.placement.plan
+        settings = SyncSettings(
+            mode=cfg.rollout.weight_transport, dtype=cfg.model.dtype,
+            bucket_bytes=int(cfg.rollout.weight_bucket_mb * 2**20),
+            workers_per_engine=cfg.rollout.tensor_parallel_size * cfg.rollout.pipeline_parallel_size,
+            backend="nccl" if plan.learner.gpu and plan.engine.gpu else "gloo", timeout_s=cfg.ray.call_timeout_s,
+        )  # fmt: skip
+        return WeightSync(self.learners, self.engine_pool, settings, current_step=lambda: self.step)
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """The checkpoint of this step (default ``<run_dir>/checkpoints/step_N``), written atomically: into
@@ -518,7 +558,7 @@ class Trainer:
     def _resync_engine(self, index: int) -> None:
         """A restarted engine holds the run's starting weights: push the learners' current ones."""
         logger.warning("re-syncing weights after engine %d restarted", index)
-        self.sync_weights()
+        self.weight_sync.resync()
 
     def close(self) -> None:
         self.tracker.close()

@@ -1,0 +1,84 @@
+"""Validation during training: every ``eval.every`` steps, held-out prompts through the run's engines.
+
+Logged with the step's metrics (and passed to callbacks' ``on_eval``):
+
+- ``eval/mean@k``: mean reward over the ``eval.samples`` (n) samples of every prompt;
+- ``eval/pass@k``: the unbiased pass@k estimator of Chen et al. 2021 (arXiv 2107.03374, eq. 1),
+  ``pass@k = mean over prompts of 1 - C(n - c, k) / C(n, k)``, with c the prompt's samples scoring at
+  least ``eval.success`` and k = ``eval.pass_k`` (default n);
+- ``eval/greedy``: mean reward of one greedy (temperature 0) answer per prompt (``eval.greedy``);
+- ``eval/length_mean``: mean sampled response length in tokens; ``time/eval_s``.
+
+Each prompt samples with a seed fixed for the run (``sampling_seed(seed, -1, row)``), so successive
+evaluations differ only by the weights.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import TYPE_CHECKING
+
+from rlkit.rollout.types import SamplingConfig, sampling_seed
+
+if TYPE_CHECKING:
+    from rlkit.trainer import Trainer
+
+EVAL_SEED_STEP = -1  # the ``step`` of eval sampling seeds: never a training step
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (Chen et al. 2021, eq. 1):
+    ``1 - C(n-c, k) / C(n, k)``, computed as ``1 - prod_{i=n-c+1}^{n} (1 - k / i)``."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    product = 1.0
+    for i in range(n - c + 1, n + 1):
+        product *= 1.0 - k / i
+    return 1.0 - product
+
+
+def eval_metrics(
+    *, sampled_scores: list[list[float]], sampled_lengths: list[int], greedy_scores: list[float] | None,
+    success: float, k: int,
+) -> dict[str, float]:
+    """The ``eval/*`` metrics from each prompt's sampled scores (one list per prompt) and greedy scores."""
+    n = len(sampled_scores[0])
+    metrics = {
+        "eval/mean@k": statistics.fmean(s for scores in sampled_scores for s in scores),
+        "eval/pass@k": statistics.fmean(pass_at_k(n, sum(s >= success for s in scores), k) for scores in sampled_scores),
+        "eval/length_mean": statistics.fmean(sampled_lengths),
+    }
+    if greedy_scores is not None:
+        metrics["eval/greedy"] = statistics.fmean(greedy_scores)
+    return metrics
+
+
+def run_validation(trainer: "Trainer") -> dict[str, float]:
+    """Generate and score the eval prompts on the trainer's engines with its reward; returns the metrics."""
+    cfg, r = trainer.config.eval, trainer.config.rollout
+    started = time.perf_counter()
+    rows = trainer.eval_rows
+    prompts = [trainer.renderer.token_ids(row) for row in rows]
+    sampled = trainer.engine_pool.generate(prompts, SamplingConfig(
+        n=cfg.samples, temperature=cfg.temperature or r.temperature, top_p=r.top_p, top_k=r.top_k,
+        max_new_tokens=r.max_new_tokens, stop=tuple(r.stop),
+        seeds=tuple(sampling_seed(trainer.config.seed, EVAL_SEED_STEP, i) for i in range(len(rows))),
+    ))  # fmt: skip
+    scores = trainer.reward([c.text for c in sampled], [rows[c.prompt_index] for c in sampled]).scores
+    per_prompt: list[list[float]] = [[] for _ in rows]
+    for c, score in zip(sampled, scores):
+        per_prompt[c.prompt_index].append(score)
+    greedy_scores = None
+    if cfg.greedy:
+        greedy = trainer.engine_pool.generate(prompts, SamplingConfig(
+            n=1, temperature=0.0, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop)))
+        greedy_scores = trainer.reward([c.text for c in greedy], [rows[c.prompt_index] for c in greedy]).scores
+    metrics = eval_metrics(
+        sampled_scores=per_prompt, sampled_lengths=[len(c.token_ids) for c in sampled], greedy_scores=greedy_scores,
+        success=cfg.success, k=cfg.pass_k or cfg.samples,
+    )
+    metrics["time/eval_s"] = time.perf_counter() - started
+    return metrics
