@@ -34,6 +34,7 @@ def run_variant(name: str, overrides: list[str], *, steps: int, mini_batches: in
     run_name = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "plus")
     cfg = load_config("examples/arithmetic_grpo.yaml", overrides=[
         f"output_dir={out}", f"name={run_name}", f"trainer.total_steps={steps}", "trainer.save_final=false",
+        "trainer.overwrite=true", "trainer.save_every=0",
         f"trainer.num_mini_batches={mini_batches}", "learner.lr=2e-5", *overrides,
     ])
     with Trainer(cfg) as trainer:

@@ -28,6 +28,7 @@ def run_rlkit(steps: int, out: Path) -> list[float]:
 
     cfg = load_config("examples/arithmetic_grpo.yaml", overrides=[
         f"output_dir={out}", "name=bench", f"trainer.total_steps={steps}", "trainer.save_final=false",
+        "trainer.overwrite=true", "trainer.save_every=0",
         f"trainer.prompts_per_step={PROMPTS}", f"rollout.group_size={SAMPLES}", f"rollout.max_new_tokens={NEW_TOKENS}",
         f"learner.lr={LR}", "learner.world_size=1", "learner.micro_batch_size=8",
     ])
