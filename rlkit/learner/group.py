@@ -81,9 +81,17 @@ class LearnerGroup:
         """The full HF-named weights, gathered from every rank (a collective: all ranks take part)."""
         return self._gather([w.full_state_dict.remote() for w in self.workers], "full_state_dict")[0]
 
-    def export_weights(self):
-        """Gather the full weights and write them to shared memory; returns rank 0's manifest."""
-        return self._gather([w.export_weights.remote() for w in self.workers], "export_weights")[0]
+    def weight_layout(self, dtype: str, bucket_bytes: int):
+        """The bucketed layout weight syncs stream in (every rank keeps it; rank 0's is returned)."""
+        return self._gather([w.weight_layout.remote(dtype, bucket_bytes) for w in self.workers], "weight_layout")[0]
+
+    def start(self, method: str, *args, **kwargs) -> list:
+        """``method`` on every rank without waiting (for a call whose other side, e.g. the engines'
+        end of a weight broadcast, must run at the same time); :meth:`wait` for the results."""
+        return [getattr(w, method).remote(*args, **kwargs) for w in self.workers]
+
+    def wait(self, refs: list, what: str) -> list:
+        return self._gather(refs, what)
 
     def save_checkpoint(self, path: str, tokenizer_path: str, *, with_optimizer: bool = True) -> None:
         self._gather([w.save_checkpoint.remote(path, tokenizer_path, with_optimizer=with_optimizer) for w in self.workers], "save_checkpoint")

@@ -274,16 +274,61 @@ class LearnerWorker:
             sd.pop("lm_head.weight", None)
         return sd
 
-    def export_weights(self):
-        """Write the current weights to shared memory for the engines; rank 0 returns the manifest."""
-        from rlkit.rollout.weight_sync import SharedWeightWriter
+    def weight_layout(self, dtype: str, bucket_bytes: int):
+        """The bucketed layout the engines' weights stream in (rlkit/rollout/transport/base.py)."""
+        from rlkit.rollout.transport.stream import layout_for
 
-        sd = self.full_state_dict()
-        if sd is None:
+        self._layout = layout_for(self.policy.hf, dtype=dtype, bucket_bytes=bucket_bytes)
+        return self._layout
+
+    def open_weight_transport(self, *, shm: bool, broadcast: dict | None) -> None:
+        """Rank 0: the shared-memory file (same-node engines) and/or a seat in the weight-broadcast
+        group (``broadcast``: host, port, world_size, backend, timeout_s; blocks until the engines join)."""
+        from rlkit.rollout.transport.broadcast import BroadcastChannel
+        from rlkit.rollout.transport.shm import ShmWriter
+
+        if self.rank != 0:
+            return
+        if shm and getattr(self, "_shm", None) is None:
+            self._shm = ShmWriter(self._layout)
+        if broadcast is not None:
+            if getattr(self, "_channel", None) is not None:
+                self._channel.close()
+            self._channel = BroadcastChannel(rank=0, **broadcast)
+
+    def send_weights(self, version: int, *, shm: bool, broadcast: bool) -> dict | None:
+        """Stream weight ``version`` bucket by bucket from the FSDP2 shards (every rank takes part);
+        rank 0 writes each bucket to the shm file and/or broadcasts it. Rank 0 returns the shm manifest
+        (or None), the bytes sent and its peak RSS above the start of the sync."""
+        import time
+
+        from rlkit.rollout.transport.broadcast import send_preamble
+        from rlkit.rollout.transport.stream import gathered_buckets, reset_peak_rss, rss_bytes
+
+        sender = self.rank == 0
+        started, base = time.perf_counter(), rss_bytes()
+        measured = sender and reset_peak_rss()
+        channel = getattr(self, "_channel", None) if sender and broadcast else None
+        if sender and shm:
+            self._shm.begin()
+        if channel is not None:
+            send_preamble(channel, self._layout, version)
+        device = channel.device if channel is not None else torch.device("cpu")
+        for index, bucket in gathered_buckets(self.policy.hf, self._layout, sender=sender, device=device):
+            if not sender:
+                continue
+            if channel is not None:
+                channel.broadcast(bucket)
+            if shm:
+                self._shm.write_bucket(index, bucket if bucket.device.type == "cpu" else bucket.cpu())
+        if not sender:
             return None
-        if not hasattr(self, "_writer"):
-            self._writer = SharedWeightWriter()
-        return self._writer.write(sd)
+        return {
+            "manifest": self._shm.finish(version) if shm else None,
+            "bytes": self._layout.nbytes,
+            "seconds": time.perf_counter() - started,
+            "peak_extra_bytes": max(rss_bytes("VmHWM") - base, 0) if measured else -1,
+        }
 
     def save_checkpoint(self, path: str, tokenizer_path: str, *, with_optimizer: bool = True) -> None:
         """HF folder (``save_pretrained`` + tokenizer) loadable by transformers and vLLM.
@@ -329,8 +374,10 @@ class LearnerWorker:
             self.scheduler.step()
 
     def shutdown(self) -> None:
-        if hasattr(self, "_writer"):
-            self._writer.close()
+        if getattr(self, "_shm", None) is not None:
+            self._shm.close()
+        if getattr(self, "_channel", None) is not None:
+            self._channel.close()
         if dist.is_initialized():
             dist.destroy_process_group()
 

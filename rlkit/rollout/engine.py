@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from rlkit.rollout.types import Completion, SamplingConfig
-from rlkit.rollout.weight_sync import WeightManifest
+from rlkit.rollout.weight_sync import BroadcastRequest, ShmManifest
 
 # Environment every engine process needs on the CPU path (see DESIGN.md):
 #   in-process EngineCore (3 s start instead of 15-19 s; tensors pass by reference),
@@ -107,13 +107,22 @@ class RolloutEngine:
                 )
         return completions
 
-    def load_weights(self, manifest: WeightManifest) -> float:
-        """Load a new weight version from shared memory; returns seconds taken."""
+    def join_weight_group(
+        self, host: str, port: int, rank_offset: int, world_size: int, backend: str, timeout_s: float
+    ) -> list[int]:
+        """Every worker of this engine joins the weight-broadcast group (rlkit/rollout/transport/broadcast.py)."""
+        return self.llm.collective_rpc("rlkit_join_weight_group", args=(host, port, rank_offset, world_size, backend, timeout_s))
+
+    def load_weights(self, request: ShmManifest | BroadcastRequest) -> dict[str, float]:
+        """Load a new weight version (a verified shared-memory file or a broadcast); returns the version
+        every worker loaded and the seconds taken."""
         started = time.perf_counter()
-        self.llm.collective_rpc("rlkit_load_weights", args=(manifest,))
+        versions = set(self.llm.collective_rpc("rlkit_load_weights", args=(request,)))
         self.llm.reset_prefix_cache()  # cached KV was computed with the old weights
-        self.weight_version = manifest.version
-        return time.perf_counter() - started
+        if versions != {request.version}:
+            raise RuntimeError(f"engine workers loaded weight versions {sorted(versions)}, expected {request.version}")
+        self.weight_version = request.version
+        return {"version": self.weight_version, "seconds": time.perf_counter() - started}
 
     def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         """Log-prob of every token after the first in each sequence, under the engine's current weights."""

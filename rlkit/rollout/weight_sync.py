@@ -1,121 +1,27 @@
-"""Weight sync from the learners into vLLM engines through one shared-memory file.
+"""Engine side of a weight sync: rlkit's methods inside vLLM's worker (``worker_extension_cls``).
 
-The learner (rank 0) writes the gathered full state dict into a flat file in
-``/dev/shm`` once; every engine on the node maps the same file and hands vLLM
-zero-copy views. vLLM's ``reload_weights`` is used rather than
+Weights arrive through one of the transports in :mod:`rlkit.rollout.transport`
+(a verified shared-memory file on the learner's node, a collective broadcast from
+anywhere) as an iterator of HF-named tensors that vLLM's ``reload_weights``
+consumes layerwise. vLLM's ``reload_weights`` is used rather than
 ``model.load_weights``: on CPU the engine repacks linear weights into its own
 kernels' layout, and only the layerwise reload repacks them again.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
-
-_ALIGN = 64  # bytes; every tensor starts on a cache-line boundary
+from rlkit.rollout.transport.base import WeightLayout
+from rlkit.rollout.transport.shm import ShmManifest
 
 
 @dataclass(frozen=True)
-class TensorEntry:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    offset: int  # bytes from the start of the file
+class BroadcastRequest:
+    """Receive weight ``version`` (laid out as ``layout``) from the weight-broadcast group."""
 
-
-@dataclass(frozen=True)
-class WeightManifest:
-    """Where each tensor of one weight version lies in a shared file."""
-
-    path: str
-    entries: tuple[TensorEntry, ...]
+    layout: WeightLayout
     version: int
-
-    @property
-    def nbytes(self) -> int:
-        last = self.entries[-1]
-        return last.offset + _numel(last.shape) * _itemsize(last.dtype)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def _itemsize(dtype: str) -> int:
-    return torch.empty((), dtype=getattr(torch, dtype)).element_size()
-
-
-def default_sync_dir() -> Path:
-    shm = Path("/dev/shm")
-    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(os.environ.get("TMPDIR", "/tmp"))
-
-
-class SharedWeightWriter:
-    """Learner side: one shared file per run, allocated and mapped once, rewritten per version.
-
-    Reusing the mapping matters: a fresh tmpfs file costs a page fault per 4 KiB
-    on every write, about as much as the copy itself.
-    """
-
-    def __init__(self, directory: Path | None = None) -> None:
-        self.directory = Path(directory or default_sync_dir())
-        self.path = self.directory / f"rlkit-weights-{os.getpid()}-{uuid.uuid4().hex[:8]}.bin"
-        self.version = 0
-        self._entries: tuple[TensorEntry, ...] = ()
-        self._views: dict[str, torch.Tensor] = {}
-
-    def _layout(self, state_dict: dict[str, torch.Tensor]) -> tuple[tuple[TensorEntry, ...], int]:
-        entries, offset = [], 0
-        for name, tensor in state_dict.items():
-            dtype = str(tensor.dtype).removeprefix("torch.")
-            entries.append(TensorEntry(name, dtype, tuple(tensor.shape), offset))
-            offset += tensor.numel() * tensor.element_size()
-            offset = (offset + _ALIGN - 1) // _ALIGN * _ALIGN
-        return tuple(entries), max(offset, 1)
-
-    def write(self, state_dict: dict[str, torch.Tensor]) -> WeightManifest:
-        entries, nbytes = self._layout(state_dict)
-        if entries != self._entries:
-            with open(self.path, "wb") as f:
-                f.truncate(nbytes)
-            self._entries, self._views = entries, _map_views(str(self.path), entries, nbytes)
-        with torch.no_grad():
-            for entry, tensor in zip(entries, state_dict.values()):
-                self._views[entry.name].copy_(tensor.detach().reshape(entry.shape))
-        self.version += 1
-        return WeightManifest(str(self.path), entries, self.version)
-
-    def close(self) -> None:
-        self._views = {}
-        self.path.unlink(missing_ok=True)
-
-
-def _map_views(path: str, entries: list[TensorEntry] | tuple[TensorEntry, ...], nbytes: int) -> dict[str, torch.Tensor]:
-    buf = torch.from_file(path, shared=True, size=nbytes, dtype=torch.uint8)
-    views = {}
-    for e in entries:
-        size = _numel(e.shape) * _itemsize(e.dtype)
-        views[e.name] = buf[e.offset : e.offset + size].view(getattr(torch, e.dtype)).view(e.shape)
-    return views
-
-
-_ENGINE_VIEWS: dict[tuple[str, tuple[TensorEntry, ...]], dict[str, torch.Tensor]] = {}
-
-
-def read_manifest(manifest: WeightManifest) -> list[tuple[str, torch.Tensor]]:
-    """Engine side: zero-copy views of every tensor in the shared file (mapped once per layout)."""
-    key = (manifest.path, manifest.entries)
-    if key not in _ENGINE_VIEWS:
-        _ENGINE_VIEWS.clear()
-        _ENGINE_VIEWS[key] = _map_views(manifest.path, manifest.entries, manifest.nbytes)
-    return list(_ENGINE_VIEWS[key].items())
 
 
 class WeightSyncExtension:
@@ -125,8 +31,36 @@ class WeightSyncExtension:
     (``update_weights``, ``reload_weights``... already exist there).
     """
 
-    def rlkit_load_weights(self, manifest: WeightManifest) -> int:
-        self.reload_weights(weights_iterator=read_manifest(manifest), is_checkpoint_format=True)
+    def rlkit_join_weight_group(
+        self, host: str, port: int, rank_offset: int, world_size: int, backend: str, timeout_s: float
+    ) -> int:
+        """Join the weight-broadcast group as rank ``rank_offset`` + this worker's rank (once per run)."""
+        from rlkit.rollout.transport.broadcast import BroadcastChannel
+
+        old = getattr(self, "_rlkit_channel", None)
+        if old is not None:
+            old.close()
+        rank = rank_offset + int(getattr(self, "rank", 0))
+        self._rlkit_channel = BroadcastChannel(
+            host=host, port=port, rank=rank, world_size=world_size, backend=backend, timeout_s=timeout_s
+        )
+        return rank
+
+    def rlkit_load_weights(self, request: ShmManifest | BroadcastRequest) -> int:
+        """Load one weight version; returns the version loaded (checked against what was sent)."""
+        from rlkit.rollout.transport.broadcast import receive
+        from rlkit.rollout.transport.shm import open_verified
+
+        if isinstance(request, ShmManifest):
+            weights = iter(open_verified(request))  # verified before vLLM sees any tensor
+        else:
+            channel = getattr(self, "_rlkit_channel", None)
+            if channel is None:
+                raise RuntimeError("weight broadcast requested before this engine joined the weight group")
+            weights = receive(channel, request.layout, request.version)
+        self.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+        for _ in weights:  # a sender blocks until every bucket is taken
+            pass
         model = self.model_runner.model
         lm_head = getattr(model, "lm_head", None)
         tied = getattr(getattr(model, "config", None), "tie_word_embeddings", False)
@@ -134,4 +68,4 @@ class WeightSyncExtension:
             # The CPU lm_head keeps its own packed copy of the tied embedding;
             # reload_weights does not refresh it (stale logits otherwise).
             lm_head.quant_method.process_weights_after_loading(lm_head)
-        return manifest.version
+        return request.version
