@@ -130,7 +130,8 @@ def sample_checksum(tensor: torch.Tensor, *, samples: int = 64) -> int:
     n = flat.numel()
     if n == 0:
         return zlib.crc32(b"empty")
-    index = torch.linspace(0, n - 1, min(samples, n)).long()
+    k = min(samples, n)  # evenly spaced in integers: float32 linspace rounds n - 1 up to n past 2**24
+    index = torch.arange(k, dtype=torch.int64) * (n - 1) // max(k - 1, 1)
     picked = flat[index].contiguous()
     return zlib.crc32(picked.view(torch.uint8).numpy().tobytes(), n & 0xFFFFFFFF)
 
