@@ -96,9 +96,10 @@ class RolloutConfig(StrictModel):
     group_size: int = Field(4, ge=1)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    """1.0 only: see :meth:`_full_distribution`."""
+    """Nucleus sampling; the learners take log-probs under the same truncated distribution (vLLM's
+    ``processed_logprobs``), so ratios, KL and the rollout correction compare like with like."""
     top_k: int = Field(-1, ge=-1)
-    """-1 (or 0) only: see :meth:`_full_distribution`."""
+    """-1 or 0: off. Applied by the learners too, like ``top_p``."""
     max_new_tokens: int = Field(32, gt=0)
     stop: list[str] = Field(default_factory=list)
     max_model_len: int = Field(1024, gt=0)
@@ -125,24 +126,6 @@ class RolloutConfig(StrictModel):
     arpo: ArpoConfig | None = None
     """ARPO's entropy-based adaptive branching (needs ``env``; ``group_size`` must equal ``arpo.budget``)."""
 
-
-    @model_validator(mode="after")
-    def _full_distribution(self) -> "RolloutConfig":
-        # vLLM reports processed_logprobs: after top-p/top-k the kept tokens are renormalised, while the
-        # learners recompute log-probs from the full softmax (temperature only). Every ratio, the KL and
-        # the rollout correction would then compare two different distributions.
-        truncated = [f"top_p={self.top_p}"] if self.top_p < 1.0 else []
-        truncated += [f"top_k={self.top_k}"] if self.top_k > 0 else []
-        if truncated:
-            raise ValueError(
-                f"{' and '.join(truncated)}: training samples from the full distribution (top_p=1.0, top_k=-1). "
-                "vLLM's sampling log-probs are renormalised over the top-p/top-k tokens, but the learners "
-                "compute log-probs from the full softmax at rollout.temperature, so ratios and KL terms would "
-                "compare different distributions; control randomness with rollout.temperature instead"
-            )
-        return self
-
-
 class LearnerConfig(StrictModel):
     world_size: int = Field(1, ge=1)
     backend: Literal["auto", "gloo", "nccl"] = "auto"
@@ -161,6 +144,9 @@ class LearnerConfig(StrictModel):
     resources: dict[str, float] | None = None
     """Ray resources of each rank's bundle, e.g. ``{GPU: 1}`` or ``{"node1": 1}``. None: one GPU
     where the cluster has GPUs, else a tiny CPU share (ranks time-share the cores with the engines)."""
+    reference_cpu_offload: bool = False
+    """Keep the KL reference's shards in host memory between uses (FSDP2 CPUOffloadPolicy; GPU only:
+    on CPU they are there already). The reference is held in ``model.dtype``, not fp32."""
 
 
 class TrainerConfig(StrictModel):
@@ -177,12 +163,18 @@ class TrainerConfig(StrictModel):
     keep_last: int | None = Field(3, ge=1)
     """Keep only the newest N checkpoints of this run (None: keep all)."""
     save_final: bool = True
+    """Save a checkpoint at the end, with the HF form (safetensors that transformers and vLLM load)."""
     save_optimizer: bool = True
-    """Save the AdamW state and LR schedule with each checkpoint (``optimizer.pt``, about twice
-    the weights' size), so ``resume_from`` continues the same optimization."""
+    """Save the AdamW state and LR schedule with each checkpoint (about twice the weights' size),
+    so ``resume_from`` continues the same optimization."""
+    checkpoint_dir: str | None = None
+    """Where checkpoints go (default ``<output_dir>/<name>/checkpoints``). Every learner rank writes
+    its own shards there (torch.distributed.checkpoint), so when learners span nodes it must be
+    storage all of them and the driver share (NFS, a cluster filesystem); the run checks this at
+    start with a marker file and stops if a rank cannot see it."""
     resume_from: str | None = None
-    """A checkpoint folder: weights, step, data order and, where saved, the optimizer state.
-    The KL reference stays ``model.path``."""
+    """A checkpoint folder (sharded; saved on any world size): weights, step, data order and, where
+    saved, the optimizer state. The KL reference stays ``model.path``."""
     max_skipped_steps: int = Field(3, ge=1)
     """An optimizer step whose gradient norm is NaN or inf is skipped (``train/skipped_steps``);
     this many skips in a row stop the run with the step and its loss terms."""
@@ -351,9 +343,11 @@ class ExperimentConfig(StrictModel):
     @property
     def sft_threshold(self) -> float:
         """Task score at or above which a response enters the SFT term (``algorithm.sft_threshold``,
-        default: the reward's success score)."""
+        default: the reward's success score; 1.0 when ``Trainer(reward_fn=)`` gives the reward)."""
         threshold = self.algorithm.sft_threshold
-        return self.reward.success_score if threshold is None else threshold
+        if threshold is not None:
+            return threshold
+        return self.reward.success_score if self.reward is not None else 1.0
 
     @property
     def run_dir(self) -> Path:

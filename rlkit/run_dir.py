@@ -32,8 +32,11 @@ class RunDirError(RuntimeError):
     """The run directory holds another run and neither resume nor overwrite was asked for."""
 
 
-def prepare_run_dir(run_dir: Path, *, resume: str = "never", overwrite: bool = False) -> Path | None:
+def prepare_run_dir(
+    run_dir: Path, *, resume: str = "never", overwrite: bool = False, checkpoints: Path | None = None
+) -> Path | None:
     """Make ``run_dir`` ready for a run; returns the checkpoint to resume from (``resume="auto"``), else None.
+    ``checkpoints``: where the run's checkpoints are (``trainer.checkpoint_dir``; default ``run_dir/checkpoints``).
 
     With ``resume="auto"`` the metrics and samples of steps after that checkpoint are dropped
     (the resumed run redoes them); with no complete checkpoint the run starts over.
@@ -44,17 +47,19 @@ def prepare_run_dir(run_dir: Path, *, resume: str = "never", overwrite: bool = F
         logger.warning("trainer.overwrite: deleting the previous run in %s", run_dir)
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    remove_partial_checkpoints(run_dir / CHECKPOINTS)
-    if not metrics.is_file() or not metrics.read_text().strip():
-        return None
-    if resume != "auto":
+    used = metrics.is_file() and bool(metrics.read_text().strip())
+    if used and resume != "auto":  # refused before anything in the folder changes
         steps = [r["step"] for r in read_metrics(metrics)]
         raise RunDirError(
             f"{run_dir} already holds a run ({METRICS_FILE} up to step {max(steps, default=0)}); set "
             f"trainer.resume=auto to continue it from its latest checkpoint, pass --overwrite "
             f"(trainer.overwrite=true) to start over, or choose another name="
         )
-    checkpoint = latest_checkpoint(run_dir / CHECKPOINTS)
+    checkpoints = Path(checkpoints) if checkpoints is not None else run_dir / CHECKPOINTS
+    remove_partial_checkpoints(checkpoints)
+    if not used:
+        return None
+    checkpoint = latest_checkpoint(checkpoints)
     step = checkpoint_step(checkpoint) if checkpoint else 0
     dropped = truncate_after(run_dir, step)
     if checkpoint is None:

@@ -43,9 +43,11 @@ def test_a_fresh_dir_is_created_and_an_empty_one_reused(tmp_path):
 
 def test_a_dir_with_metrics_is_refused_without_resume_or_overwrite(tmp_path):
     _metrics(tmp_path / "a", [1, 2, 3])
+    partial = _checkpoint(tmp_path / "a", 3, name="step_3.tmp-77")
     with pytest.raises(RunDirError, match=r"a already holds a run \(metrics.jsonl up to step 3\); set trainer.resume=auto"):
         prepare_run_dir(tmp_path / "a")
     assert len((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()) == 3  # untouched
+    assert partial.is_dir()  # a refused start deletes nothing
 
 
 def test_overwrite_deletes_the_previous_run(tmp_path):
