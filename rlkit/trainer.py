@@ -31,7 +31,8 @@ from rlkit.batch import TrainBatch, build_batch
 from rlkit.config import ExperimentConfig
 from rlkit.data import PromptRenderer, PromptSampler, load_prompt_rows
 from rlkit.learner.group import LearnerGroup
-from rlkit.learner.worker import OPTIMIZER_FILE, LearnerSpec
+from rlkit.checkpoint import has_hf_weights, is_sharded
+from rlkit.learner.worker import LearnerSpec
 from rlkit.memory import PeakMemoryMonitor
 from rlkit.models import resolve_model_path
 from rlkit.replay import ReplayPool
@@ -115,7 +116,10 @@ class Trainer:
         self.callbacks = CallbackList(callbacks)
         self.stop_reason: str | None = None
         self.run_dir = cfg.run_dir
-        auto_resume = prepare_run_dir(self.run_dir, resume=cfg.trainer.resume, overwrite=cfg.trainer.overwrite)
+        self.checkpoints_dir = Path(cfg.trainer.checkpoint_dir) if cfg.trainer.checkpoint_dir else self.run_dir / CHECKPOINTS
+        auto_resume = prepare_run_dir(
+            self.run_dir, resume=cfg.trainer.resume, overwrite=cfg.trainer.overwrite, checkpoints=self.checkpoints_dir
+        )
         (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
         self.step = 0
         self.last_checkpoint: Path | None = None
@@ -125,7 +129,11 @@ class Trainer:
 
         self.model_path = str(resolve_model_path(cfg.model.path))
         resume = Path(cfg.trainer.resume_from) if cfg.trainer.resume_from else auto_resume
-        weights_path = str(resume) if resume else self.model_path
+        # A sharded checkpoint (rlkit/checkpoint.py) is loaded by the learners after they start from
+        # model.path; the engines start from its HF form where it has one, and get synced either way.
+        sharded = resume is not None and is_sharded(resume)
+        weights_path = str(resume) if resume and not sharded else self.model_path
+        engine_path = str(resume) if resume and has_hf_weights(resume) else weights_path
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.renderer = PromptRenderer(self.tokenizer, cfg.data)
         if train_data is None:
@@ -145,7 +153,7 @@ class Trainer:
             plan_placement(cfg, cluster_resources()), timeout_s=cfg.ray.startup_timeout_s, name=cfg.name
         )
         self.engine_pool = EnginePool(
-            cfg, weights_path, self.placement, on_restart=self._resync_engine, current_step=lambda: self.step
+            cfg, engine_path, self.placement, on_restart=self._resync_engine, current_step=lambda: self.step
         )
         self.agent = None  # multi-turn rollouts (env: section): rlkit/rollout/multiturn.py
         if cfg.env is not None:
@@ -156,7 +164,7 @@ class Trainer:
             model=cfg.model.model_copy(update={"path": weights_path}), learner=cfg.learner,
             algorithm=cfg.algorithm, temperature=cfg.rollout.temperature,
             total_steps=cfg.trainer.total_steps, norm_len=cfg.rollout.max_new_tokens, seed=cfg.seed,
-            reference_path=self.model_path,
+            reference_path=self.model_path, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
         )
         try:
             self.learners = LearnerGroup(
@@ -164,12 +172,13 @@ class Trainer:
                 startup_timeout_s=cfg.ray.startup_timeout_s, current_step=lambda: self.step,
             )  # fmt: skip
             self.weight_sync = self._weight_sync()
+            self._check_checkpoint_dir()
         except BaseException:
             self.engine_pool.close()  # nothing of a failed start stays on the cluster
             self.placement.remove()
             raise
         if resume:
-            self._load_optimizer_state(resume)
+            self._load_checkpoint(resume, sharded=sharded)
         self.memory = PeakMemoryMonitor()
         self.tracker = RunLogger(RunInfo(config=cfg, run_dir=self.run_dir, total_steps=cfg.trainer.total_steps,
                                          start_step=self.step + 1))
@@ -181,8 +190,9 @@ class Trainer:
         while not self.done:
             self.train_step()
         cfg = self.config.trainer
-        if cfg.save_final and (self.last_checkpoint is None or self.last_checkpoint.name != f"step_{self.step}"):
-            self.save_checkpoint()
+        last = self.last_checkpoint
+        if cfg.save_final and (last is None or last.name != f"step_{self.step}" or not has_hf_weights(last)):
+            self.save_checkpoint(hf=True)
         return self.last_checkpoint
 
     def train_step(self, make_rollouts: Callable[["Trainer"], Rollouts] | None = None) -> dict[str, float]:
@@ -506,26 +516,29 @@ class Trainer:
         )  # fmt: skip
         return WeightSync(self.learners, self.engine_pool, settings, current_step=lambda: self.step)
 
-    def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """The checkpoint of this step (default ``<run_dir>/checkpoints/step_N``), written atomically: into
-        ``step_N.tmp-<pid>``, renamed when complete (rlkit/run_dir.py); then ``trainer.keep_last`` rotation
-        and the callbacks' ``on_checkpoint``."""
+    def save_checkpoint(self, path: str | Path | None = None, *, hf: bool | None = None) -> Path:
+        """The checkpoint of this step (default ``<trainer.checkpoint_dir>/step_N``), sharded (every learner
+        rank writes its shards; rlkit/checkpoint.py), written atomically: into ``step_N.tmp-<pid>``, renamed
+        when complete (rlkit/run_dir.py); then ``trainer.keep_last`` rotation and the callbacks'
+        ``on_checkpoint``. ``hf`` (default: at the last step with ``trainer.save_final``) adds the HF form."""
         rotate = path is None
-        final = Path(path or self.run_dir / CHECKPOINTS / f"step_{self.step}")
+        final = Path(path or self.checkpoints_dir / f"step_{self.step}")
+        if hf is None:
+            hf = self.config.trainer.save_final and self.step >= self.config.trainer.total_steps
         with atomic_dir(final) as tmp:
-            self._write_checkpoint(tmp)
+            self._write_checkpoint(tmp, hf=hf)
         logger.info("saved checkpoint %s", final)
         self.last_checkpoint = final
         if rotate:
-            rotate_checkpoints(self.run_dir / CHECKPOINTS, keep_last=self.config.trainer.keep_last)
+            rotate_checkpoints(self.checkpoints_dir, keep_last=self.config.trainer.keep_last)
         self.callbacks.fire("on_checkpoint", self, final)
         return final
 
-    def _write_checkpoint(self, path: Path) -> Path:
-        """An HF model folder (+ tokenizer + ``trainer_state.json``) that transformers and vLLM load."""
+    def _write_checkpoint(self, path: Path, *, hf: bool = False) -> Path:
+        """The learners' shards (+ the HF form with ``hf``) and ``trainer_state.json``."""
         path.mkdir(parents=True, exist_ok=True)
         self.learners.save_checkpoint(
-            str(path.resolve()), self.model_path, with_optimizer=self.config.trainer.save_optimizer
+            str(path.resolve()), self.model_path, with_optimizer=self.config.trainer.save_optimizer, hf=hf
         )
         state = {"step": self.step, "sampler": self.sampler.state_dict()}
         (path / "trainer_state.json").write_text(json.dumps(state, indent=2))
@@ -539,16 +552,29 @@ class Trainer:
         self.step = state["step"]
         self.sampler.load_state_dict(state["sampler"])
 
-    def _load_optimizer_state(self, path: Path) -> None:
-        if (path / OPTIMIZER_FILE).is_file():
-            self.learners.load_optimizer_state(str(path.resolve()))
-            logger.info("resumed from %s at step %d with its optimizer state", path, self.step)
-            return
+    def _load_checkpoint(self, path: Path, *, sharded: bool) -> None:
+        """Learners: the checkpoint's weights, AdamW state and schedule (any world size); engines: synced."""
+        if sharded:
+            with_optimizer = self.learners.load_checkpoint(str(path.resolve()))
+            self.weight_sync.sync()  # the engines started from model.path or the HF form: push the shards' weights
+            if with_optimizer:
+                logger.info("resumed from %s at step %d with its optimizer state", path, self.step)
+                return
         logger.warning(
-            "trainer.resume_from: %s has no %s (saved with trainer.save_optimizer=false): AdamW starts "
-            "fresh; the learning-rate schedule continues at step %d", path, OPTIMIZER_FILE, self.step,
+            "trainer.resume_from: %s has no optimizer state (saved with trainer.save_optimizer=false, or an HF "
+            "folder): AdamW starts fresh; the learning-rate schedule continues at step %d", path, self.step,
         )  # fmt: skip
         self.learners.advance_schedule(self.step)
+
+    def _check_checkpoint_dir(self) -> None:
+        """Fail before the first step when a learner rank cannot see the driver's checkpoint dir."""
+        from rlkit.checkpoint import shared_marker
+
+        marker, token = shared_marker(self.checkpoints_dir)
+        try:
+            self.learners.check_shared_dir(marker, token)
+        finally:
+            Path(marker).unlink(missing_ok=True)
 
     @property
     def engines(self) -> list:

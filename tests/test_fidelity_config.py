@@ -19,19 +19,13 @@ RECIPES = sorted(Path("examples/recipes").glob("*.yaml"))
 # ---------------------------------------------------------------- finding 3: top-p / top-k
 
 
-@pytest.mark.parametrize("override", ["rollout.top_p=0.9", "rollout.top_k=20"])
-def test_truncated_sampling_is_refused_at_load(override):
-    with pytest.raises(ConfigError) as err:
-        load_config(DEMO, overrides=[override])
-    text = str(err.value)
-    assert f"rollout: {override.split('.', 1)[1]}: training samples from the full distribution" in text
-    assert "renormalised over the top-p/top-k tokens" in text
-
-
-def test_full_distribution_still_loads():
-    cfg = load_config(DEMO, overrides=["rollout.top_p=1.0", "rollout.top_k=-1"])
-    assert (cfg.rollout.top_p, cfg.rollout.top_k) == (1.0, -1)
-    assert load_config(DEMO, overrides=["rollout.top_k=0"]).rollout.top_k == 0  # vLLM: 0 also means off
+def test_truncated_sampling_loads_and_reaches_the_learners():
+    """top-p / top-k are no longer refused: the learners apply the same truncation (the log-probs are
+    checked against vLLM's in tests/algorithms/test_truncated_logprobs.py and tests/e2e/test_top_p_step.py)."""
+    cfg = load_config(DEMO, overrides=["rollout.top_p=0.9", "rollout.top_k=20"])
+    assert (cfg.rollout.top_p, cfg.rollout.top_k) == (0.9, 20)
+    trainer_source = Path("rlkit/trainer.py").read_text()
+    assert "top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k" in trainer_source  # into the LearnerSpec
 
 
 # ---------------------------------------------------------------- finding 10: cross-field checks
@@ -148,7 +142,7 @@ def _driver(cfg):
     from rlkit.trainer import Trainer
 
     trainer = Trainer.__new__(Trainer)
-    trainer.config, trainer.step = cfg, 1
+    trainer.config, trainer.step, trainer.agent = cfg, 1, None
     trainer.tokenizer = types.SimpleNamespace(pad_token_id=0)
     return trainer
 

@@ -27,9 +27,11 @@ class CausalLMPolicy(nn.Module):
         return base.layers
 
     def forward(
-        self, batch: TrainBatch, *, temperature: float, chunk_size: int, with_entropy: bool
+        self, batch: TrainBatch, *, temperature: float, chunk_size: int, with_entropy: bool,
+        top_p: float = 1.0, top_k: int = -1,
     ) -> tuple[Tensor, Tensor | None]:
-        """Log-probs [B, R] of the response tokens (0 at masked positions), entropies or None."""
+        """Log-probs [B, R] of the response tokens (0 at masked positions), entropies or None, under the
+        sampling distribution (temperature, and vLLM's top-p/top-k truncation when set)."""
         base = getattr(self.hf, self.hf.base_model_prefix)
         position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
         hidden = base(
@@ -42,7 +44,7 @@ class CausalLMPolicy(nn.Module):
         weight = self.hf.get_output_embeddings().weight
         logprobs, entropy = token_logprobs_from_hidden(
             predictors[valid], weight, batch.response_ids[valid],
-            temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy,
+            temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy, top_p=top_p, top_k=top_k,
         )
         return _scatter(logprobs, valid), (_scatter(entropy, valid) if entropy is not None else None)
 

@@ -32,7 +32,7 @@ from rlkit.algorithms import (
 )
 from rlkit.batch import TrainBatch
 from rlkit.config import LearnerConfig, ModelConfig
-from rlkit.learner.policy import CausalLMPolicy, load_hf_model
+from rlkit.learner.policy import CausalLMPolicy
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 OPTIMIZER_FILE = "optimizer.pt"
@@ -50,6 +50,8 @@ class LearnerSpec:
     norm_len: int  # seq-mean-token-sum-norm divisor: the generation budget
     seed: int = 0
     reference_path: str | None = None  # the KL reference's weights (default: model.path)
+    top_p: float = 1.0  # the engines' sampling truncation: log-probs are taken under the same distribution
+    top_k: int = -1
 
 
 def free_port() -> int:
@@ -102,24 +104,21 @@ class LearnerWorker:
         return {"params_local": float(params)}
 
     def _build_policy(self, *, trainable: bool) -> CausalLMPolicy:
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        """The policy (fp32 master weights) or the frozen KL reference (kept in the compute dtype,
+        CPU-offloaded with ``learner.reference_cpu_offload`` on GPU), sharded with FSDP2: rank 0 loads
+        the weights once, the other ranks start on the meta device (rlkit/learner/sharded_init.py)."""
+        from rlkit.learner.sharded_init import build_sharded_policy
 
         model_cfg = self.spec.model
         path = model_cfg.path if trainable else (self.spec.reference_path or model_cfg.path)
-        hf = load_hf_model(
-            path, dtype=torch.float32,
+        compute = _DTYPES[model_cfg.dtype]
+        policy = build_sharded_policy(
+            path, rank=self.rank, world_size=self.world_size, device=self.device,
+            param_dtype=torch.float32 if trainable else compute, compute_dtype=compute,
             gradient_checkpointing=trainable and model_cfg.gradient_checkpointing,
             attn_implementation=model_cfg.attn_implementation,
-        )
-        policy = CausalLMPolicy(hf).to(self.device)
-        # Master weights stay fp32; bf16/fp16 applies to compute only.
-        mp = MixedPrecisionPolicy(param_dtype=_DTYPES[model_cfg.dtype], reduce_dtype=torch.float32)
-        # With one rank a "shard" is the whole tensor: resharding after forward would
-        # only re-gather the same weights for backward.
-        reshard = self.world_size > 1
-        for layer in policy.decoder_layers:
-            fully_shard(layer, mp_policy=mp, reshard_after_forward=reshard)
-        fully_shard(policy, mp_policy=mp, reshard_after_forward=reshard)
+            cpu_offload=not trainable and self.spec.learner.reference_cpu_offload,
+        )  # fmt: skip
         if not trainable:
             policy.requires_grad_(False)
             policy.eval()
@@ -150,7 +149,7 @@ class LearnerWorker:
 
     def _forward(self, model: CausalLMPolicy, mb: TrainBatch, *, with_entropy: bool):
         return model(
-            self._to_device(mb), temperature=self.spec.temperature,
+            self._to_device(mb), temperature=self.spec.temperature, top_p=self.spec.top_p, top_k=self.spec.top_k,
             chunk_size=self.spec.learner.logprob_chunk_size, with_entropy=with_entropy,
         )
 
@@ -330,43 +329,30 @@ class LearnerWorker:
             "peak_extra_bytes": max(rss_bytes("VmHWM") - base, 0) if measured else -1,
         }
 
-    def save_checkpoint(self, path: str, tokenizer_path: str, *, with_optimizer: bool = True) -> None:
-        """HF folder (``save_pretrained`` + tokenizer) loadable by transformers and vLLM.
+    def save_checkpoint(self, path: str, tokenizer_path: str, *, with_optimizer: bool = True, hf: bool = False) -> None:
+        """Sharded checkpoint (rlkit/checkpoint.py): every rank writes its shards of the weights and, with
+        ``with_optimizer``, of the AdamW state (DCP), so a resume continues the same optimization on any
+        world size. With ``hf``, also the HF form (safetensors streamed by rank 0, one bucket at a time)
+        that transformers and vLLM load. A collective: every rank calls it."""
+        from rlkit.checkpoint import save_hf_streamed, save_sharded
 
-        With ``with_optimizer``, also ``optimizer.pt``: the AdamW state as full
-        (unsharded) tensors keyed by parameter name, and the LR schedule, so a
-        resume continues the same optimization on any world size.
-        """
-        from transformers import AutoTokenizer
+        save_sharded(path, model=self.policy.hf, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler,
+                     rank=self.rank, with_optimizer=with_optimizer, tokenizer_path=tokenizer_path)  # fmt: skip
+        if hf:
+            save_hf_streamed(path, model=self.policy.hf, rank=self.rank, tokenizer_path=tokenizer_path)
 
-        sd = self.full_state_dict()
-        optimizer = self._full_optimizer_state() if with_optimizer else None  # a collective: every rank
-        if sd is None:
-            return
-        self.policy.hf.save_pretrained(path, state_dict=sd, safe_serialization=True)
-        AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(path)
-        if optimizer is not None:
-            tmp = os.path.join(path, OPTIMIZER_FILE + ".tmp")
-            # The schedule's position; its function is rebuilt from the config, never pickled.
-            schedule = {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"}
-            torch.save({"optimizer": optimizer, "scheduler": schedule}, tmp)
-            os.replace(tmp, os.path.join(path, OPTIMIZER_FILE))
+    def load_checkpoint(self, path: str) -> bool:
+        """Weights, AdamW state and LR schedule from a sharded checkpoint (saved on any world size);
+        returns whether it held the optimizer state."""
+        from rlkit.checkpoint import load_sharded
 
-    def _full_optimizer_state(self) -> dict:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        return load_sharded(path, model=self.policy.hf, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler)
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_optimizer_state_dict(self.policy, self.optimizer, options=options)
+    def check_shared_dir(self, marker: str, token: str) -> str | None:
+        """None when this rank sees the driver's marker file in the checkpoint dir (shared storage)."""
+        from rlkit.checkpoint import check_shared_dir
 
-    def load_optimizer_state(self, path: str) -> None:
-        """Restore the AdamW state and LR schedule `save_checkpoint` wrote (every rank reads the file)."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-        state = torch.load(os.path.join(path, OPTIMIZER_FILE), map_location="cpu", weights_only=True)
-        set_optimizer_state_dict(
-            self.policy, self.optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True)
-        )
-        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
+        return check_shared_dir(marker, token)
 
     def advance_schedule(self, steps: int) -> None:
         """Move the LR schedule ``steps`` steps on (a resume without optimizer state)."""

@@ -79,6 +79,7 @@ def _driver(cfg, group):
 
     trainer = Trainer.__new__(Trainer)  # the real step methods, on real learners; no engines needed
     trainer.config, trainer.learners, trainer.step, trainer._skipped_in_a_row = cfg, group, 0, 0
+    trainer.agent = None  # single-turn rollouts
     trainer.tokenizer = types.SimpleNamespace(pad_token_id=0)
     return trainer
 
