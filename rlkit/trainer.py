@@ -314,7 +314,7 @@ class Trainer:
             completions = self.engine_pool.generate(prompt_ids, sampling)
         for c in completions:
             out.rows.append(rows[c.prompt_index])
-            out.prompt_ids.append(prompt_ids[c.prompt_index])
+            out.prompt_ids.append(c.info.get("prompt_ids") or prompt_ids[c.prompt_index])  # an env may render its own
             out.completions.append(c)
             out.group_ids.append(first_group + c.prompt_index)
         return out

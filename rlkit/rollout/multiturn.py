@@ -228,7 +228,7 @@ def to_completion(traj: Trajectory, tokenizer) -> Completion:
         info={
             "loss_mask": traj.loss_mask, "env_reward": traj.info.get("env_reward"), "turns": traj.turns,
             "finish": traj.finish_reason, "segments": [(s.uid, len(s.ids)) for s in traj.segments],
-            "traj_id": traj.traj_id, "parent_id": traj.parent_id,
+            "traj_id": traj.traj_id, "parent_id": traj.parent_id, "prompt_ids": traj.prompt_ids,
         },
     )  # fmt: skip
 
