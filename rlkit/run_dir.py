@@ -46,6 +46,9 @@ def prepare_run_dir(
     if overwrite and run_dir.exists():
         logger.warning("trainer.overwrite: deleting the previous run in %s", run_dir)
         shutil.rmtree(run_dir)
+    if overwrite and checkpoints is not None and Path(checkpoints).is_dir():  # trainer.checkpoint_dir elsewhere
+        for old in [p for p in Path(checkpoints).iterdir() if p.name.startswith("step_")]:
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     used = metrics.is_file() and bool(metrics.read_text().strip())
     if used and resume != "auto":  # refused before anything in the folder changes

@@ -142,3 +142,18 @@ def test_resume_config_is_checked():
         load_config(demo, overrides=["trainer.resume=auto", "trainer.resume_from=x"])
     with pytest.raises(ConfigError, match="trainer.resume=auto continues the run that trainer.overwrite would delete"):
         load_config(demo, overrides=["trainer.resume=auto", "trainer.overwrite=true"])
+
+
+def test_checkpoints_elsewhere_are_resumed_and_overwritten(tmp_path):
+    """trainer.checkpoint_dir outside the run directory: resume=auto looks there, overwrite clears it."""
+    run, elsewhere = tmp_path / "a", tmp_path / "shared" / "a"
+    _metrics(run, [1, 2, 3])
+    for step in (1, 2):
+        path = elsewhere / f"step_{step}"
+        path.mkdir(parents=True)
+        (path / "trainer_state.json").write_text(json.dumps({"step": step}))
+    (elsewhere / "step_3.tmp-99").mkdir()
+    assert prepare_run_dir(run, resume="auto", checkpoints=elsewhere) == elsewhere / "step_2"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["step_1", "step_2"]
+    assert prepare_run_dir(run, overwrite=True, checkpoints=elsewhere) is None
+    assert list(elsewhere.iterdir()) == []
