@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -143,3 +144,23 @@ def test_missing_tracker_package_is_a_config_error(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "log.backends: backend 'wandb' needs the 'wandb' package, which is not installed: pip install 'rlkit[wandb]'" in proc.stderr
+
+
+def test_wandb_resumed_run_keeps_its_run_id(tmp_path):
+    from tests.tracking.wandb_records import history, records
+
+    cfg = load_config(DEMO, overrides=[f"output_dir={tmp_path}", "name=resumed", "log.backends=[jsonl, wandb]"])
+    cfg.run_dir.mkdir(parents=True)
+    ids = []
+    for start, steps in ((1, (1, 2)), (3, (3,))):
+        log = RunLogger(RunInfo(config=cfg, run_dir=cfg.run_dir, total_steps=3, start_step=start))
+        for step in steps:
+            log.log_metrics(step, STEPS[step])
+        log.close()
+        time.sleep(1.1)  # offline run folders are named by the second they start
+    for offline in sorted((cfg.run_dir / "wandb").glob("offline-run-*")):
+        (file,) = offline.glob("run-*.wandb")
+        run = next(r.run for r in records(file) if r.WhichOneof("record_type") == "run")
+        ids.append((run.run_id, [row["_step"] for row in history(file)]))
+    assert len(ids) == 2 and ids[0][0] == ids[1][0]  # one W&B run, logged by two processes
+    assert [steps for _, steps in ids] == [[1, 2], [3]]
