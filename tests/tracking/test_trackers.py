@@ -94,7 +94,7 @@ def test_mlflow_file_store_reads_back_with_its_client(tmp_path):
 
 
 def test_wandb_offline_run_reads_back(tmp_path):
-    from tests.tracking.wandb_records import history, run_record
+    from .wandb_records import history, run_record
 
     run_dir = _log_run(
         tmp_path, ["jsonl", "wandb"], ("log.wandb.project=arith", "log.wandb.tags=[grpo, cpu]", "log.wandb.name=first")
@@ -147,7 +147,7 @@ def test_missing_tracker_package_is_a_config_error(tmp_path):
 
 
 def test_wandb_resumed_run_keeps_its_run_id(tmp_path):
-    from tests.tracking.wandb_records import history, records
+    from .wandb_records import history, records
 
     cfg = load_config(DEMO, overrides=[f"output_dir={tmp_path}", "name=resumed", "log.backends=[jsonl, wandb]"])
     cfg.run_dir.mkdir(parents=True)
