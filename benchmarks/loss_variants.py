@@ -1,74 +1,125 @@
-"""Same task, same seed, one run per policy loss: final reward, entropy and clip fractions.
+"""Same task, same seeds, one run per policy loss with its recipe's own mini-batch split.
 
-Runs the demo config (embedded model, built-in arithmetic) once per variant with
-identical data order and sampling seed. Each batch is split into
-``--mini-batches`` optimizer steps, so later mini-batches are off-policy and the
-losses differ where they clip (with one on-policy step per batch every ratio is 1
-and all of them reduce to the same policy gradient). Prints a table and writes a
-PNG with the reward and entropy curves of all variants.
+Runs the demo config (embedded model, built-in arithmetic) once per variant and seed
+with identical data order and sampling seed. Each variant takes from its recipe in
+``examples/recipes/`` the loss parameters, the ERC band and the trainer split
+(``num_mini_batches``, ``ppo_epochs``: the papers' train-batch / mini-batch ratio), so
+later mini-batches are off-policy and the losses differ where they clip. Everything
+else (model, data, lr 2e-5, no SFT/KL/dynamic sampling) is the same, so differences come
+from the loss. ``grpo`` has no recipe: ppo_clip with Klear's 8 mini-batches.
 
-    python benchmarks/loss_variants.py [--steps 8] [--out benchmarks/out/loss_variants.png]
+Prints, per variant, means over the last steps (all seeds) of reward, entropy and clip
+fractions, the ratio of reward and entropy to the grpo baseline, and whether the reward
+and entropy differences exceed the step-to-step noise (two standard errors of the
+difference, from the per-step spread within the last steps). Writes a PNG of the curves.
+
+    nice -n 10 python benchmarks/loss_variants.py [--steps 6] [--seeds 0 1] [--out benchmarks/out/loss_variants.png]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import tempfile
 from pathlib import Path
 
-VARIANTS: dict[str, list[str]] = {
-    "grpo (ppo_clip)": ["algorithm.loss=ppo_clip"],
-    "dapo": ["algorithm.loss=dapo"],
-    "gppo": ["algorithm.loss=gppo"],
-    "ce_gppo": ["algorithm.loss=ce_gppo"],
-    "aspo": ["algorithm.loss=aspo"],
-    "gppo + erc": ["algorithm.loss=gppo", "algorithm.erc=[0.95, 1.05]"],
+RECIPES = Path(__file__).resolve().parents[1] / "examples" / "recipes"
+
+# name -> (recipe whose loss params / ERC band / trainer split the variant takes, loss)
+VARIANTS: dict[str, tuple[str | None, str]] = {
+    "grpo (ppo_clip)": (None, "ppo_clip"),
+    "dapo": ("dapo_erc", "dapo"),
+    "gppo (klear)": ("klear_gppo", "gppo"),
+    "ce_gppo": ("ce_gppo", "ce_gppo"),
+    "aspo": ("aspo", "aspo"),
+    "gppo + erc": ("gppo_erc", "gppo"),
 }
 
 
-def run_variant(name: str, overrides: list[str], *, steps: int, mini_batches: int, out: Path) -> list[dict]:
+def variant_overrides(recipe: str | None, loss: str, *, keep_erc: bool) -> list[str]:
+    """The loss, its parameters and the trainer split of ``recipe`` as dotted overrides."""
+    if recipe is None:
+        return [f"algorithm.loss={loss}", "trainer.num_mini_batches=8", "trainer.ppo_epochs=1"]
+    from rlkit import load_config
+
+    cfg = load_config(RECIPES / f"{recipe}.yaml")
+    params = json.dumps(cfg.algorithm.params)
+    out = [f"algorithm.loss={loss}", f"algorithm.params={params}",
+           f"trainer.num_mini_batches={cfg.trainer.num_mini_batches}", f"trainer.ppo_epochs={cfg.trainer.ppo_epochs}"]
+    if keep_erc and cfg.algorithm.erc is not None:
+        out.append(f"algorithm.erc={list(cfg.algorithm.erc)}")
+    return out
+
+
+def run_variant(name: str, overrides: list[str], *, steps: int, seed: int, out: Path) -> list[dict]:
     from rlkit import Trainer, load_config
 
-    run_name = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "plus")
+    run_name = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "plus") + f"_s{seed}"
     cfg = load_config("examples/arithmetic_grpo.yaml", overrides=[
         f"output_dir={out}", f"name={run_name}", f"trainer.total_steps={steps}", "trainer.save_final=false",
-        "trainer.overwrite=true", "trainer.save_every=0",
-        f"trainer.num_mini_batches={mini_batches}", "learner.lr=2e-5", *overrides,
-    ])
+        "trainer.overwrite=true", "trainer.save_every=0", f"seed={seed}", "learner.lr=2e-5", *overrides,
+    ])  # fmt: skip
     with Trainer(cfg) as trainer:
         trainer.fit()
     return [json.loads(line) for line in (out / run_name / "metrics.jsonl").read_text().splitlines()]
 
 
+def _tail_stats(runs: list[list[dict]], key: str, tail: int) -> tuple[float, float]:
+    """Mean over the last ``tail`` steps of every seed, and its standard error from the per-step spread."""
+    values = [r.get(key, 0.0) for records in runs for r in records[-tail:]]
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("inf")
+    return mean, se
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--mini-batches", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--tail", type=int, default=0, help="last steps averaged (default: half the steps)")
     parser.add_argument("--out", default="benchmarks/out/loss_variants.png")
     parser.add_argument("--only", nargs="*", help="subset of variant names")
     args = parser.parse_args()
+    tail = args.tail or max(1, args.steps // 2)
 
-    curves: dict[str, list[dict]] = {}
+    curves: dict[str, list[list[dict]]] = {}
+    splits: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, overrides in VARIANTS.items():
-            if args.only and name not in args.only:
+        for name, (recipe, loss) in VARIANTS.items():
+            if args.only and name not in args.only and name != "grpo (ppo_clip)":
                 continue
-            curves[name] = run_variant(name, overrides, steps=args.steps, mini_batches=args.mini_batches, out=Path(tmp))
+            overrides = variant_overrides(recipe, loss, keep_erc=name.endswith("erc"))
+            splits[name] = " ".join(o.split(".", 1)[1] for o in overrides if o.startswith("trainer."))
+            curves[name] = []
+            for seed in args.seeds:
+                curves[name].append(run_variant(name, overrides, steps=args.steps, seed=seed, out=Path(tmp)))
+                records = Path(args.out).with_suffix(".json")  # every finished run, kept as it goes
+                records.parent.mkdir(parents=True, exist_ok=True)
+                records.write_text(json.dumps({"splits": splits, "curves": curves}))
+                last = curves[name][-1][-1]
+                print(f"[{name} seed {seed}] step {last['step']}: reward {last['reward/mean']:.3f} "
+                      f"entropy {last.get('actor/entropy', 0):.3f} clip {last.get('actor/clip_frac', 0):.4f}", flush=True)
 
-    tail = max(1, args.steps // 4)
-    print(f"\n{args.steps} steps per loss, {args.mini_batches} mini-batches per step; means over the last {tail} steps")
-    print(f"{'loss':<18}{'reward':>8}{'entropy':>9}{'clip':>8}{'clip_lo':>9}{'clip_hi':>9}{'dual':>7}{'erc':>7}")
-    for name, records in curves.items():
-        last = records[-tail:]
-
-        def mean(key: str) -> float:
-            return statistics.fmean(r.get(key, 0.0) for r in last)
-
-        print(f"{name:<18}{mean('reward/mean'):8.3f}{mean('actor/entropy'):9.3f}{mean('actor/clip_frac'):8.4f}"
-              f"{mean('actor/clip_frac_low'):9.4f}{mean('actor/clip_frac_high'):9.4f}{mean('actor/dual_clip_frac'):7.4f}"
-              f"{mean('actor/erc_frac'):7.4f}")
+    base_r, base_r_se = _tail_stats(curves["grpo (ppo_clip)"], "reward/mean", tail)
+    base_e, base_e_se = _tail_stats(curves["grpo (ppo_clip)"], "actor/entropy", tail)
+    print(f"\n{args.steps} steps x seeds {args.seeds} per loss; means over the last {tail} steps of every seed; "
+          "'>noise': |difference to grpo| > 2 standard errors of the difference")
+    print(f"{'loss':<17}{'split':<34}{'reward':>8}{'±se':>7}{'x grpo':>8}{'>noise':>7}{'entropy':>9}{'±se':>7}"
+          f"{'x grpo':>8}{'>noise':>7}{'clip':>8}{'dual':>7}{'erc':>7}")
+    for name, runs in curves.items():
+        r, r_se = _tail_stats(runs, "reward/mean", tail)
+        e, e_se = _tail_stats(runs, "actor/entropy", tail)
+        clip, _ = _tail_stats(runs, "actor/clip_frac", tail)
+        dual, _ = _tail_stats(runs, "actor/dual_clip_frac", tail)
+        erc, _ = _tail_stats(runs, "actor/erc_frac", tail)
+        r_sig = abs(r - base_r) > 2 * math.hypot(r_se, base_r_se)
+        e_sig = abs(e - base_e) > 2 * math.hypot(e_se, base_e_se)
+        base = name == "grpo (ppo_clip)"
+        print(f"{name:<17}{splits[name]:<34}{r:8.3f}{r_se:7.3f}{r / base_r if base_r else float('nan'):8.2f}"
+              f"{'-' if base else ('yes' if r_sig else 'no'):>7}{e:9.3f}{e_se:7.3f}{e / base_e if base_e else float('nan'):8.2f}"
+              f"{'-' if base else ('yes' if e_sig else 'no'):>7}{clip:8.4f}{dual:7.4f}{erc:7.4f}")
     _plot(curves, Path(args.out))
     print(f"curves: {args.out}")
 
@@ -80,11 +131,11 @@ def _plot(curves: dict[str, list[dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_r, ax_e) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, records in curves.items():
-        steps = [r["step"] for r in records]
-        ax_r.plot(steps, [r["reward/mean"] for r in records], label=name)
-        ax_e.plot(steps, [r["actor/entropy"] for r in records], label=name)
-    ax_r.set(title="reward (mean over samples)", xlabel="step")
+    for name, runs in curves.items():
+        steps = [r["step"] for r in runs[0]]
+        ax_r.plot(steps, [statistics.fmean(run[i]["reward/mean"] for run in runs) for i in range(len(steps))], label=name)
+        ax_e.plot(steps, [statistics.fmean(run[i]["actor/entropy"] for run in runs) for i in range(len(steps))], label=name)
+    ax_r.set(title="reward (mean over samples and seeds)", xlabel="step")
     ax_e.set(title="policy entropy (nats/token)", xlabel="step")
     ax_r.legend(fontsize=8)
     fig.tight_layout()
