@@ -45,6 +45,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from rlkit.checkpoint import export_hf
+
+    try:
+        out = export_hf(args.checkpoint, args.out)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported {args.checkpoint} to {out}")
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from rlkit.plot import plot_runs
 
@@ -165,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default="plots", help="folder for the PNGs (default plots/)")
     plot.add_argument("--smooth", type=int, default=5, help="moving-average window in steps (default 5; 1: raw)")
     plot.set_defaults(func=_plot)
+
+    export = sub.add_parser("export", help="HF folder (safetensors + tokenizer) of a sharded checkpoint",
+                            description="Rebuild the HF model folder (transformers and vLLM load it) from a "
+                                        "checkpoint's sharded weights (dcp/), in this one process.")
+    export.add_argument("checkpoint", help="a checkpoint folder, e.g. runs/NAME/checkpoints/step_10")
+    export.add_argument("--out", required=True, help="the HF folder to write")
+    export.set_defaults(func=_export)
 
     sandbox = sub.add_parser("sandbox", help="sandboxed code execution service (rlkit sandbox serve --help)",
                              add_help=False)

@@ -174,3 +174,15 @@ def test_gloo_broadcast_delivers_every_bucket_and_checks_the_version(expected_ve
             assert torch.equal(got[name], tensor), name
     else:
         assert "version 7" in got and "version 8" in got and got.startswith("weight broadcast preamble")
+
+
+def test_requests_survive_vllms_msgpack_rpc_unchanged(tmp_path):
+    """vLLM's multiprocess ``collective_rpc`` msgpack-encodes arguments: dataclasses arrive as dicts and
+    tuples as lists, so requests travel as plain data and are rebuilt exactly (same layout fingerprint)."""
+    import msgspec
+
+    from rlkit.rollout.weight_sync import BroadcastRequest, from_wire, to_wire
+
+    for request in (BroadcastRequest(_layout(), 5), _write(tmp_path)):
+        back = from_wire(msgspec.msgpack.decode(msgspec.msgpack.encode(to_wire(request))))
+        assert back == request and back.layout.fingerprint == request.layout.fingerprint

@@ -93,12 +93,25 @@ class LearnerGroup:
     def wait(self, refs: list, what: str) -> list:
         return self._gather(refs, what)
 
-    def save_checkpoint(self, path: str, tokenizer_path: str, *, with_optimizer: bool = True) -> None:
-        self._gather([w.save_checkpoint.remote(path, tokenizer_path, with_optimizer=with_optimizer) for w in self.workers], "save_checkpoint")
+    def save_checkpoint(self, path: str, tokenizer_path: str, *, with_optimizer: bool = True, hf: bool = False) -> None:
+        """Every rank writes its shards into ``path`` (rlkit/checkpoint.py); ``hf``: also the HF form."""
+        self._gather([w.save_checkpoint.remote(path, tokenizer_path, with_optimizer=with_optimizer, hf=hf)
+                      for w in self.workers], "save_checkpoint")  # fmt: skip
 
-    def load_optimizer_state(self, path: str) -> None:
-        """Restore the optimizer and LR schedule saved in checkpoint folder ``path`` (its ``optimizer.pt``)."""
-        self._gather([w.load_optimizer_state.remote(path) for w in self.workers], "load_optimizer_state")
+    def load_checkpoint(self, path: str) -> bool:
+        """Weights, optimizer state and LR schedule from sharded checkpoint ``path`` (any world size);
+        returns whether it held the optimizer state."""
+        return self._gather([w.load_checkpoint.remote(path) for w in self.workers], "load_checkpoint")[0]
+
+    def check_shared_dir(self, marker: str, token: str) -> None:
+        """Raise unless every rank sees the driver's marker file: the checkpoint dir is shared storage."""
+        seen = self._gather([w.check_shared_dir.remote(marker, token) for w in self.workers], "check_shared_dir")
+        blind = [f"{info}: {why}" for info, why in zip(self.infos, seen) if why is not None]
+        if blind:
+            raise RuntimeError(
+                "trainer.checkpoint_dir must be storage every learner node shares with the driver (each rank "
+                "writes its own shards there), but " + "; ".join(blind)
+            )
 
     def advance_schedule(self, steps: int) -> None:
         self._gather([w.advance_schedule.remote(steps) for w in self.workers], "advance_schedule")

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from rlkit.rollout.types import Completion, SamplingConfig
-from rlkit.rollout.weight_sync import BroadcastRequest, ShmManifest
+from rlkit.rollout.weight_sync import BroadcastRequest, ShmManifest, to_wire
 
 # Environment every engine process needs on the CPU path (see DESIGN.md):
 #   in-process EngineCore (3 s start instead of 15-19 s; tensors pass by reference),
@@ -117,7 +117,7 @@ class RolloutEngine:
         """Load a new weight version (a verified shared-memory file or a broadcast); returns the version
         every worker loaded and the seconds taken."""
         started = time.perf_counter()
-        versions = set(self.llm.collective_rpc("rlkit_load_weights", args=(request,)))
+        versions = set(self.llm.collective_rpc("rlkit_load_weights", args=(to_wire(request),)))
         self.llm.reset_prefix_cache()  # cached KV was computed with the old weights
         if versions != {request.version}:
             raise RuntimeError(f"engine workers loaded weight versions {sorted(versions)}, expected {request.version}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlkit.rollout.transport.base import WeightLayout
+from rlkit.rollout.transport.base import Bucket, TensorEntry, WeightLayout
 from rlkit.rollout.transport.shm import ShmManifest
 
 
@@ -22,6 +22,33 @@ class BroadcastRequest:
 
     layout: WeightLayout
     version: int
+
+
+def to_wire(request: ShmManifest | BroadcastRequest) -> dict:
+    """Plain lists, dicts, strings and ints: what vLLM's msgpack ``collective_rpc`` carries to workers in
+    another process unchanged (a dataclass would arrive as a dict, tuples as lists)."""
+    layout = {
+        "dtype": request.layout.dtype,
+        "buckets": [[b.offset, b.nbytes, [[e.name, e.dtype, list(e.shape), e.offset] for e in b.entries]]
+                    for b in request.layout.buckets],
+    }  # fmt: skip
+    wire = {"version": request.version, "layout": layout}
+    if isinstance(request, ShmManifest):
+        wire.update(kind="shm", path=request.path, file_bytes=request.file_bytes, host=request.host)
+    else:
+        wire["kind"] = "broadcast"
+    return wire
+
+
+def from_wire(wire: dict) -> ShmManifest | BroadcastRequest:
+    buckets = tuple(
+        Bucket(tuple(TensorEntry(name, dtype, tuple(shape), offset) for name, dtype, shape, offset in entries), start, nbytes)
+        for start, nbytes, entries in wire["layout"]["buckets"]
+    )  # fmt: skip
+    layout = WeightLayout(buckets, wire["layout"]["dtype"])
+    if wire["kind"] == "shm":
+        return ShmManifest(wire["path"], wire["version"], layout, wire["file_bytes"], wire["host"])
+    return BroadcastRequest(layout, wire["version"])
 
 
 class WeightSyncExtension:
@@ -46,11 +73,12 @@ class WeightSyncExtension:
         )
         return rank
 
-    def rlkit_load_weights(self, request: ShmManifest | BroadcastRequest) -> int:
-        """Load one weight version; returns the version loaded (checked against what was sent)."""
+    def rlkit_load_weights(self, wire: dict) -> int:
+        """Load one weight version (:func:`to_wire` form); returns the version loaded."""
         from rlkit.rollout.transport.broadcast import receive
         from rlkit.rollout.transport.shm import open_verified
 
+        request = from_wire(wire)
         if isinstance(request, ShmManifest):
             weights = iter(open_verified(request))  # verified before vLLM sees any tensor
         else:

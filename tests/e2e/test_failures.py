@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def _digest(folder) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -97,4 +97,6 @@ def test_a_dead_learner_rank_stops_the_run_naming_rank_node_and_step(run):
 
 def test_the_last_checkpoint_is_left_intact(run):
     assert run["checkpoint_after"] == run["checkpoint_before"]
-    assert {"model.safetensors", "trainer_state.json", "optimizer.pt"} <= set(run["checkpoint_before"])
+    files = set(run["checkpoint_before"])  # every rank's shards, the schedule, and (last step) the HF form
+    assert {"dcp/.metadata", "dcp/__0_0.distcp", "dcp/__1_0.distcp", "trainer_state.json", "scheduler.json",
+            "model.safetensors.index.json"} <= files  # fmt: skip

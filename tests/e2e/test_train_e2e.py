@@ -90,9 +90,9 @@ def test_checkpoint_reloads_in_transformers_with_learner_weights(run):
 def test_resume_continues_the_run_from_its_checkpoint(run, tiny_llama, parity_reward_module, tiny_run_overrides, tmp_path):
     """``trainer.resume_from``: the step, weights and optimizer state come back; training goes on at step 3."""
     from rlkit import Trainer, load_config
-    from rlkit.learner.worker import OPTIMIZER_FILE
+    from rlkit.checkpoint import SCHEDULER_FILE, is_sharded
 
-    assert (run["final"] / OPTIMIZER_FILE).is_file()
+    assert is_sharded(run["final"]) and (run["final"] / SCHEDULER_FILE).is_file()  # shards + optimizer state
     overrides = tiny_run_overrides(tiny_llama, tmp_path, parity_reward_module, "resumed")
     cfg = load_config(
         "examples/arithmetic_grpo.yaml",
