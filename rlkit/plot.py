@@ -49,7 +49,8 @@ PANELS: list[Panel] = [
     Panel("kl.png", "KL", _matching(r"(^|/|_)kl($|/|_)|approx_kl|mismatch_kl")),
     Panel("logprob_diff.png", "|vLLM - learner| log-prob per token", _exact("rollout/logprob_diff")),
     Panel("eval.png", "Validation during training", _matching(r"^eval/")),
-    Panel("time.png", "Step time split (s)", _exact("time/step_s", "time/generate_s", "time/reward_s", "time/train_s", "time/sync_s")),
+    Panel("time.png", "Step time split (s)",
+          _exact("time/step_s", "time/generate_s", "time/reward_s", "time/train_s", "time/sync_s", "time/eval_s")),
 ]
 OVERVIEW = ["reward/mean", "response/length_mean", "actor/entropy", "actor/clip_frac", "rollout/logprob_diff",
             "eval/mean@k", "eval/pass@k", "eval/greedy", "time/step_s"]
@@ -134,7 +135,7 @@ def _time_split(runs: list[Run], parts: list[str], *, path: Path, window: int) -
         if steps:
             ax.stackplot(steps, stacks, labels=[k.removeprefix("time/").removesuffix("_s") for k in parts], alpha=0.8)
         ax.set_title(run.label, fontsize=10)
-        ax.set_xlabel("step", fontsize=9)
+        _step_axis(ax, [run])
         ax.set_ylabel("seconds per step", fontsize=9)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
@@ -148,6 +149,19 @@ def _time_split(runs: list[Run], parts: list[str], *, path: Path, window: int) -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _step_axis(ax, runs: list[Run]) -> None:
+    """Whole-number step ticks over the runs' full step range (panels line up; a metric logged
+    only every N steps, such as eval, is not stretched over its own few points)."""
+    from matplotlib.ticker import MaxNLocator
+
+    steps = [r["step"] for run in runs for r in run.records if isinstance(r.get("step"), int)]
+    if steps and max(steps) > min(steps):
+        pad = (max(steps) - min(steps)) * 0.02
+        ax.set_xlim(min(steps) - pad, max(steps) + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step", fontsize=9)
 
 
 def _figure(runs: list[Run], keys: list[str], *, title: str, path: Path, window: int) -> Path:
@@ -170,7 +184,7 @@ def _figure(runs: list[Run], keys: list[str], *, title: str, path: Path, window:
                 ax.plot(steps, values, color=color, linewidth=2, marker="o" if len(values) < 30 else None,
                         markersize=3, label=run.label)
         ax.set_title(key, fontsize=10)
-        ax.set_xlabel("step", fontsize=9)
+        _step_axis(ax, runs)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(keys):]:
