@@ -157,22 +157,39 @@ def _run_in_child(tool: Tool, query: str, timeout: float):
     child.start()
     writer.close()
     try:
-        if reader.poll(timeout):
-            try:
-                status, value = reader.recv()
-            except (EOFError, OSError):
-                status, value = "crashed", None
-            if status == "ok":
-                value = _Sized(*value)
-        else:
-            status, value = "timeout", None
-        if status == "crashed":
-            child.join(1.0)
-            value = f"exit code {child.exitcode}"
+        status, value = _await_child(child, reader, timeout)
+        if status == "ok":
+            value = _Sized(*value)
         return status, value
     finally:
         reader.close()
         _kill_group(child)
+
+
+def _await_child(child, reader, timeout: float):
+    """The child's reply, or ("crashed", exit code) once it has exited without one, or ("timeout", None).
+
+    The child's exit is read from waitpid, not from pipe ends: a sibling forked meanwhile by another
+    thread may hold a copy of this child's pipe, so an end-of-file can come late."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if reader.poll(min(_POLL_S, max(left, 0.0))):
+            try:
+                return reader.recv()
+            except (EOFError, OSError):
+                break
+        if child.exitcode is not None and not reader.poll(0):
+            break
+        if left <= 0:
+            return "timeout", None
+    settle = time.monotonic() + 1.0
+    while child.exitcode is None and time.monotonic() < settle:  # EOF can precede the exit status
+        time.sleep(0.01)
+    return "crashed", f"exit code {child.exitcode}"
+
+
+_POLL_S = 0.05
 
 
 def _child_main(tool: Tool, query: str, writer) -> None:
@@ -210,7 +227,9 @@ def _kill_group(child) -> None:
         os.killpg(child.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    child.join(1.0)
+    deadline = time.monotonic() + 1.0
+    while child.exitcode is None and time.monotonic() < deadline:  # reap it (waitpid, not pipe ends)
+        time.sleep(0.01)
 
 
 def _last_line(err: BaseException) -> str:
