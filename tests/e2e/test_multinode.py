@@ -35,6 +35,9 @@ pytestmark = [
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 # A local test cluster on loopback: no token auth (Ray 2.5x+ enables it for `ray start` by default).
 CLUSTER_ENV = {"RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
+# Ray's memory monitor judges the whole machine (two nodes and everything else on this host),
+# not the cluster's own use, and kills the run's workers under outside load: off for these nodes.
+NODE_ENV = {**CLUSTER_ENV, "RAY_memory_monitor_refresh_ms": "0"}
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def _nodes_with(address: str, *, timeout_s: float) -> dict[str, str]:
 def two_nodes(tmp_path_factory):
     temp_dir = tmp_path_factory.mktemp("ray2")
     port, dashboard = _free_port(), _free_port()
-    env = {**os.environ, **CLUSTER_ENV}
+    env = {**os.environ, **NODE_ENV}
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--num-cpus=2", '--resources={"node1": 10}', f"--port={port}",
          "--include-dashboard=true", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
