@@ -12,8 +12,8 @@ fractions > 0). ERC needs a peaked next-token distribution: the tiny random mode
 flat (entropy 10.777 nats of the maximum ln V = 10.80), and raising a few tokens' probabilities
 from about 2e-5 barely moves it (erc_frac 0.0 and 0.004 at the recipes' ±5 % band, and still 0.0
 for dapo_erc at ±0.01 %, in this seeded run). The ERC recipes therefore run on a copy of the tiny
-model whose tied output embedding is scaled by 20 (logit spread ~4.5 instead of ~0.2), with the
-recipes' own band. ASPO's soft dual clip caps the
+model whose final norm weight is scaled by 15, which scales every logit by 15: next-token
+entropies of 3.5-6.6 nats instead of 10.78, with the recipes' own band. ASPO's soft dual clip caps the
 flipped weight 1/r of a positive token (and r of a negative one) at c: the tiny step's ratios
 reach about 2 (ratio_max 2.05 in this seeded run), below the recipe's c = 3, so the test lowers
 c to 1.5 to see that region act. Sampling is seeded (seed 0), so the run is repeatable.
@@ -36,7 +36,7 @@ NON_ZERO = {
     "klear_gppo": ["actor/clip_frac", "actor/sft_loss", "dynamic_sampling/kept_groups"],
     "ce_gppo": ["actor/clip_frac", "actor/sft_loss"],  # CE-GPPO's β terms act on exactly the clipped tokens
     "aspo": ["actor/clip_frac", "actor/dual_clip_frac", "actor/kl"],  # dual_clip_frac: flipped ratio 1/r capped at c
-    "dapo_erc": ["actor/erc_frac", "actor/clip_frac_high"],
+    "dapo_erc": ["actor/erc_frac", "actor/clip_frac"],
     "gppo_erc": ["actor/erc_frac", "actor/clip_frac"],
     "arpo": ["arpo/branches", "actor/clip_frac"],  # trajectories branched after observations, and trained
 }
@@ -56,13 +56,13 @@ class Observe(Environment):
 
 @pytest.fixture(scope="module")
 def peaked_llama(tiny_llama, tmp_path_factory):
-    """The tiny model with its (tied) embedding scaled by 20: a peaked next-token distribution."""
+    """The tiny model with its logits scaled by 15 (final norm weight x 15): a peaked next-token distribution."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(20.0)
+        model.model.norm.weight.mul_(15.0)
     path = tmp_path_factory.mktemp("peaked-llama")
     model.save_pretrained(path, safe_serialization=True)
     AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(path)
