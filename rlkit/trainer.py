@@ -223,7 +223,9 @@ class Trainer:
         self.tracker.log_metrics(self.step, metrics)
         log = self.config.log
         if log.samples_every and self.step % log.samples_every == 0:
-            self.tracker.log_samples(self.step, self._sample_records(rollouts, batch.advantages.tolist()))
+            adv = batch.advantages  # [B], or [B, R] with ARPO hard attribution: the mean over trained tokens
+            adv = adv if adv.dim() == 1 else (adv * batch.response_mask).sum(1) / batch.response_mask.sum(1).clamp(min=1)
+            self.tracker.log_samples(self.step, self._sample_records(rollouts, adv.tolist()))
         self.callbacks.fire("on_step_end", self, metrics)
         if cfg.save_every and self.step % cfg.save_every == 0:
             self.save_checkpoint()
