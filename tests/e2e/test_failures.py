@@ -61,7 +61,7 @@ def run(tiny_llama, parity_reward_module, tiny_run_overrides, tmp_path_factory):
         out["pids"].append(pool.infos[0].pid)
         out["restarts_after_3"] = pool.restarts
 
-        checkpoint = trainer.save_checkpoint()
+        checkpoint = trainer.save_checkpoint(hf=True)  # shards and the HF form, both must survive
         out["checkpoint_before"] = _digest(checkpoint)
         out["learner1"] = trainer.learners.infos[1]
         os.kill(trainer.learners.infos[1].pid, signal.SIGKILL)
