@@ -47,10 +47,17 @@ class LearnerGroup:
             for r in range(self.world_size)
         ]  # fmt: skip
         self.infos = [ActorInfo(f"learner rank {r}") for r in range(self.world_size)]
-        wheres = self._gather([w.where.remote() for w in self.workers], "learner startup", timeout_s=startup_timeout_s)
-        self.infos = [ActorInfo(f"learner rank {r}", **where) for r, where in enumerate(wheres)]
-        addr, port = self._gather([self.workers[0].address.remote()], "learner rendezvous", timeout_s=startup_timeout_s)[0]
-        self._gather([w.setup.remote(addr, port) for w in self.workers], "learner setup", timeout_s=startup_timeout_s)
+        try:
+            wheres = self._gather([w.where.remote() for w in self.workers], "learner startup", timeout_s=startup_timeout_s)
+            self.infos = [ActorInfo(f"learner rank {r}", **where) for r, where in enumerate(wheres)]
+            addr, port = self._gather([self.workers[0].address.remote()], "learner rendezvous", timeout_s=startup_timeout_s)[0]
+            self._gather([w.setup.remote(addr, port) for w in self.workers], "learner setup", timeout_s=startup_timeout_s)
+        except BaseException:
+            for w in self.workers:
+                ray.kill(w)
+            if self._own_placement:
+                self.placement.remove()
+            raise
 
     def _gather(self, refs: list, what: str, *, timeout_s: float | None = None) -> list:
         """``ray.get`` of one call per rank, bounded by the call timeout; errors name rank, node and step."""
