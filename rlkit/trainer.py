@@ -159,7 +159,7 @@ class Trainer:
         if cfg.env is not None:
             from rlkit.rollout.multiturn import AgentRollouts
 
-            self.agent = AgentRollouts(cfg, tokenizer=self.tokenizer, generate=self.engine_pool.generate, prompt_renderer=self.renderer)
+            self.agent = AgentRollouts(cfg, tokenizer=self.tokenizer, generate=self._generate_checked, prompt_renderer=self.renderer)
         spec = LearnerSpec(
             model=cfg.model.model_copy(update={"path": weights_path}), learner=cfg.learner,
             algorithm=cfg.algorithm, temperature=cfg.rollout.temperature,
@@ -582,6 +582,11 @@ class Trainer:
     def engines(self) -> list:
         """The live engine actor handles (a restarted engine replaces its entry)."""
         return self.engine_pool.actors
+
+    def _generate_checked(self, prompt_ids, sampling) -> list:
+        """The engines' generate for multi-turn rollouts, refused while an engine holds other weights."""
+        self.weight_sync.check_versions()
+        return self.engine_pool.generate(prompt_ids, sampling)
 
     def _resync_engine(self, index: int) -> None:
         """A restarted engine holds the run's starting weights: push the learners' current ones."""
