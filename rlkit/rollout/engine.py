@@ -60,6 +60,7 @@ class RolloutEngine:
             # A parallel engine spans its placement-group bundles through vLLM's Ray executor
             # (it picks up the group this actor runs in, as vLLM's RLHF examples do).
             distributed_executor_backend="ray" if tensor_parallel_size * pipeline_parallel_size > 1 else None,
+            **_cpu_scheduler_args(max_model_len),
         )
         self.startup_s = time.perf_counter() - started
         self.weight_version = 0
@@ -134,6 +135,21 @@ class RolloutEngine:
             [step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
             for out, seq in zip(outputs, sequences)
         ]
+
+
+def _cpu_scheduler_args(max_model_len: int) -> dict:
+    """On CPU, prompts are never split across scheduler steps (no chunked prefill).
+
+    A seeded request (every rollout request: ``sampling_seed``) that is prefilled in chunks
+    makes vLLM 0.32 rewind its generator with ``set_offset``, which CPU generators do not
+    support ("CPU Generator does not use offset"); it happens once a generation round's
+    prompts exceed the 4096-token CPU batch budget (e.g. 16 prompts x 4 samples).
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return {}
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
 
 
 def _stop_and_top_logprobs(out, k: int) -> dict:

@@ -67,3 +67,33 @@ def test_seeded_requests_are_distinct_batch_independent_and_restart_safe(tiny_ll
     assert [t[0] for t in first["one_each"]] == batch[0]  # sample j of a request is seed + j
     restarted = _probe(script, tiny_llama, 7, tmp_path / "restarted.json")  # new process, other engine seed
     assert restarted == first
+
+
+BIG_BATCH_PROBE = """
+import json, sys
+
+if __name__ == "__main__":
+    from rlkit.rollout.engine import RolloutEngine
+    from rlkit.rollout.types import SamplingConfig, sampling_seed
+
+    model, out = sys.argv[1], sys.argv[3]
+    engine = RolloutEngine(model_path=model, max_model_len=256, kv_cache_bytes=1 << 27)
+    # 48 prompts x 2 samples x 60 prompt tokens = 5760 prefill tokens: over vLLM's 4096-token CPU
+    # batch budget, so a scheduler that chunks prefills would split a seeded request.
+    prompts = [[1] + [(7 * k + j) % 4000 + 10 for j in range(59)] for k in range(48)]
+    seeds = tuple(sampling_seed(0, 1, k) for k in range(48))
+    big = engine.generate(prompts, SamplingConfig(n=2, temperature=1.0, max_new_tokens=4, seeds=seeds))
+    alone = engine.generate(prompts[-1:], SamplingConfig(n=2, temperature=1.0, max_new_tokens=4, seeds=seeds[-1:]))
+    json.dump({"count": len(big), "last": [c.token_ids for c in big if c.prompt_index == 47],
+               "alone": [c.token_ids for c in alone]}, open(out, "w"))
+"""
+
+
+def test_seeded_batch_over_the_cpu_token_budget(tiny_llama, tmp_path):
+    # vLLM 0.32 rewinds a seeded request's generator when its prefill is chunked, which CPU
+    # generators refuse ("CPU Generator does not use offset"): engines turn chunked prefill off on CPU.
+    script = tmp_path / "big.py"
+    script.write_text(BIG_BATCH_PROBE)
+    result = _probe(script, tiny_llama, 0, tmp_path / "big.json")
+    assert result["count"] == 96
+    assert result["last"] == result["alone"]  # the last prompt, scheduled in a later batch, samples as if alone
