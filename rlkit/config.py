@@ -202,8 +202,15 @@ class EvalConfig(StrictModel):
     """Evaluate after every N-th step (0: never)."""
     source: str | None = None
     """Data source of the eval prompts (default: data.source); from Python, ``Trainer(eval_data=...)``."""
-    split: str = "test"
-    """Split of that source; must not be the training split of the same source."""
+    split: str | None = None
+    """Split of that source (default: ``test`` when the prompts come from data.source, else the whole
+    eval.source, read as ``train``); must not be the training split of the same source."""
+
+    def split_for(self, data: "DataConfig") -> str:
+        """The split validation reads: ``split``, or its default for this run's data."""
+        if self.split is not None:
+            return self.split
+        return "test" if (self.source or data.source) == data.source else "train"
     prompts: int = Field(64, ge=1)
     """The first N rows of the split."""
     samples: int = Field(4, ge=1)
@@ -294,9 +301,10 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="after")
     def _check_eval_split(self) -> "ExperimentConfig":
         same_source = (self.eval.source or self.data.source) == self.data.source
-        if self.eval.every and same_source and self.eval.split == self.data.split:
+        split = self.eval.split_for(self.data)
+        if self.eval.every and same_source and split == self.data.split:
             raise ValueError(
-                f"eval.split={self.eval.split!r} is the training split of {self.data.source}: validation needs "
+                f"eval.split={split!r} is the training split of {self.data.source}: validation needs "
                 "held-out prompts (another eval.split, or eval.source)"
             )
         return self

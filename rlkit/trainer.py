@@ -280,7 +280,7 @@ class Trainer:
         if not e.every:
             return None
         data = self.config.data.model_copy(update={"source": e.source or self.config.data.source})
-        return load_prompt_rows(data, self.renderer, split=e.split)[: e.prompts]
+        return load_prompt_rows(data, self.renderer, split=e.split_for(self.config.data))[: e.prompts]
 
     def _user_rows(self, data: Any, what: str) -> list[dict]:
         d = self.config.data

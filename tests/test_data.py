@@ -39,6 +39,26 @@ def test_parquet_and_datasets_folder(tmp_path):
         load_rows(str(tmp_path / "folder"), split="test", prompt_field="question", required_fields=[])
 
 
+def test_sources_without_splits_refuse_other_splits(tmp_path):
+    # A single file (or a folder holding one Dataset) is read whole as 'train': asking it for 'test'
+    # must fail, never hand back the training rows as if they were held out.
+    import datasets
+
+    rows = [{"prompt": "q1", "answer": "1"}]
+    (tmp_path / "d.jsonl").write_text('{"prompt": "q1", "answer": "1"}\n')
+    (tmp_path / "d.json").write_text('[{"prompt": "q1", "answer": "1"}]')
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "d.parquet"))
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "single"))
+    for name in ("d.jsonl", "d.json", "d.parquet"):
+        source = str(tmp_path / name)
+        assert load_rows(source, prompt_field="prompt", required_fields=["answer"]) == rows
+        with pytest.raises(DataError, match=rf"split 'test' of {source}: a single file has no splits"):
+            load_rows(source, split="test", prompt_field="prompt", required_fields=[])
+    assert load_rows(str(tmp_path / "single"), prompt_field="prompt", required_fields=[]) == rows
+    with pytest.raises(DataError, match="holds one Dataset without splits"):
+        load_rows(str(tmp_path / "single"), split="test", prompt_field="prompt", required_fields=[])
+
+
 def test_unknown_source_kinds():
     with pytest.raises(DataError, match="unknown builtin 'nope'; known: \\['arithmetic'\\]"):
         load_rows("builtin:nope", prompt_field="prompt", required_fields=[])

@@ -57,6 +57,8 @@ def test_eval_config_checks():
     with pytest.raises(ConfigError, match=r"eval: pass_k=8 exceeds samples=4"):
         load_config(DEMO, overrides=["eval.pass_k=8"])
     cfg = load_config(DEMO, overrides=["eval.every=5"])
-    assert (cfg.eval.split, cfg.eval.samples, cfg.eval.greedy) == ("test", 4, True)
-    # another source may reuse the split name
+    assert (cfg.eval.split_for(cfg.data), cfg.eval.samples, cfg.eval.greedy) == ("test", 4, True)
+    # another source is read whole by default (a single file has no splits), and may reuse the split name
+    other = load_config(DEMO, overrides=["eval.every=5", "eval.source=held_out.jsonl"])
+    assert other.eval.split_for(other.data) == "train"
     assert load_config(DEMO, overrides=["eval.every=5", "eval.split=train", "eval.source=held_out.jsonl"]).eval.every == 5

@@ -59,6 +59,11 @@ def _read(source: str, *, split: str, builtin_params: dict[str, Any]) -> list[di
         raise DataError(f"data.source: {source} does not exist")
     if path.is_dir():
         return _read_datasets_folder(path, split)
+    if split != "train":  # never hand back the training rows under another split's name
+        raise DataError(
+            f"split {split!r} of {source}: a single file has no splits (it is read whole as 'train'); "
+            "give held-out prompts their own file (eval.source, or data.source=<file> for rlkit eval)"
+        )
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return _read_jsonl(path)
@@ -95,4 +100,9 @@ def _read_datasets_folder(path: Path, split: str) -> list[dict]:
         if split not in ds:
             raise DataError(f"{path}: no split {split!r}; splits: {list(ds)}")
         ds = ds[split]
+    elif split != "train":
+        raise DataError(
+            f"split {split!r} of {path}: this datasets folder holds one Dataset without splits (read whole as "
+            "'train'); save a DatasetDict with the split, or give held-out prompts their own folder (eval.source)"
+        )
     return ds.to_list()
