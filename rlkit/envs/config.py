@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -49,8 +49,9 @@ class ArpoConfig(_Strict):
 
 
 class EnvConfig(_Strict):
-    name: str
     module: str | None = None
+    """A ``.py`` file or importable module that registers the environment (loaded like reward modules)."""
+    name: str
     params: dict[str, Any] = Field(default_factory=dict)
     renderer: Literal["inline", "chat"] = "inline"
     observation_role: Literal["tool", "user"] = "tool"
@@ -61,34 +62,48 @@ class EnvConfig(_Strict):
     tool_workers: int = Field(16, ge=1)
     """Threads that run environment steps (and so tools) of a turn in parallel."""
 
-    @model_validator(mode="after")
-    def _registered(self) -> "EnvConfig":
-        cls = self.env_class()
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str, info: ValidationInfo) -> str:
+        _env_class(info.data.get("module"), name)
+        return name
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "name" not in info.data:  # the name already failed
+            return params
+        env = _env_class(info.data.get("module"), info.data["name"])
         accepted = {
-            p.name: p for p in inspect.signature(cls).parameters.values()
+            p.name: p for p in inspect.signature(env).parameters.values()
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         }  # fmt: skip
-        for key in self.params:
+        for key in params:
             if key not in accepted:
-                raise ValueError(f"params.{key}: environment {self.name!r} takes no such parameter; accepted: {', '.join(accepted) or '(none)'}")
+                known = ", ".join(accepted) or "(none)"
+                raise ValueError(f"{key!r}: environment {info.data['name']!r} takes no such parameter; accepted: {known}")
         for key, p in accepted.items():
-            if p.default is inspect.Parameter.empty and key not in self.params:
-                raise ValueError(f"params.{key}: environment {self.name!r} requires it")
-        return self
+            if p.default is inspect.Parameter.empty and key not in params:
+                raise ValueError(f"{key!r}: environment {info.data['name']!r} requires it")
+        return params
 
     def env_class(self):
         """The registered class (importing ``module`` first, in this process)."""
-        from rlkit.envs.base import get_env
-        from rlkit.rewards.modules import load_module, resolve_module
+        return _env_class(self.module, self.name)
 
-        if self.module:
-            try:
-                load_module(resolve_module(self.module))
-            except (OSError, ValueError, ImportError) as err:
-                raise ValueError(f"module: cannot load {self.module!r}: {err}") from None
-        import rlkit.envs  # noqa: F401  (the built-ins)
 
+def _env_class(module: str | None, name: str):
+    from rlkit.envs.base import get_env
+    from rlkit.rewards.modules import load_module, resolve_module
+
+    if module:
         try:
-            return get_env(self.name)
-        except KeyError as err:
-            raise ValueError(f"name: {err.args[0]}") from None
+            load_module(resolve_module(module))
+        except (OSError, ValueError, ImportError) as err:
+            raise ValueError(f"cannot load env.module {module!r}: {err}") from None
+    import rlkit.envs  # noqa: F401  (the built-ins)
+
+    try:
+        return get_env(name)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None

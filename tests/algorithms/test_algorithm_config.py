@@ -112,8 +112,9 @@ def test_valid_sum_norm_and_params() -> None:
 def test_recipes_load_and_run(path: Path) -> None:
     raw = yaml.safe_load(path.read_text())
     # A recipe is the paper's algorithm section over the demo experiment (and, for
-    # Klear, its over-sampled generation batch).
-    assert set(raw) - {"base", "name", "trainer"} == {"algorithm"}
+    # Klear, its over-sampled generation batch); ARPO's is also a rollout scheme over an environment.
+    extra = {"rollout", "env", "learner"} if path.stem == "arpo" else set()
+    assert set(raw) - {"base", "name", "trainer"} == {"algorithm"} | extra
     cfg = AlgorithmConfig(**raw["algorithm"])
     lp = torch.tensor([[-0.5, -1.0]], dtype=torch.float64)
     entropy = torch.ones(1, 2, dtype=torch.float64) if cfg.needs_entropy else None
@@ -134,7 +135,8 @@ def test_recipes_load_and_run(path: Path) -> None:
 
 def test_recipe_numbers() -> None:
     load = {p.stem: AlgorithmConfig(**yaml.safe_load(p.read_text())["algorithm"]) for p in RECIPES}
-    assert set(load) == {"aspo", "ce_gppo", "dapo_erc", "gppo_erc", "klear_gppo"}
+    assert set(load) == {"aspo", "ce_gppo", "dapo_erc", "gppo_erc", "klear_gppo", "arpo"}
+    assert (load["arpo"].advantage, load["arpo"].attribution, load["arpo"].kl.coef) == ("grpo", "soft", 0.0)
     klear = load["klear_gppo"]
     assert (klear.loss, klear.params, klear.sft_coef) == (
         "gppo",

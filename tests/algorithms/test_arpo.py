@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -121,3 +122,25 @@ def test_soft_and_hard_attribution_on_a_hand_built_tree():
     assert keep.tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 1, 0], [1, 1, 1, 0, 0]]
     # each distinct token trained once: 5 + 1 + 3 = 9 kept tokens of 12 held
     assert int(keep.sum()) == 9
+
+
+def test_arpo_recipe_and_config_errors():
+    from rlkit.config import ConfigError, load_config
+
+    cfg = load_config("examples/recipes/arpo.yaml")
+    a = cfg.rollout.arpo
+    assert (a.budget, a.initial, a.beam, a.alpha, a.beta, a.entropy_tokens, a.top_logprobs) == (16, 8, 2, 0.5, 0.2, 20, 10)
+    assert (cfg.rollout.group_size, cfg.env.name, cfg.env.max_turns, cfg.trainer.num_mini_batches) == (16, "tools", 4, 8)
+    cases = {
+        "rollout.group_size=8": "rollout.group_size (8) must equal rollout.arpo.budget (16)",
+        "rollout.arpo.initial=20": "initial (20) must be <= budget (16)",
+        "env.params.tool=[python]": "env.params: 'tool': environment 'tools' takes no such parameter; accepted: tools,",
+        "env.name=nope": "env.name: unknown environment 'nope'; registered:",
+    }
+    for override, message in cases.items():
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config("examples/recipes/arpo.yaml", overrides=[override])
+    with pytest.raises(ConfigError, match="rollout.arpo needs an env: section"):
+        load_config(None, overrides=["reward.name=arithmetic", "rollout.arpo.budget=4", "rollout.arpo.initial=2"])
+    with pytest.raises(ConfigError, match="algorithm.attribution=hard needs rollout.arpo"):
+        load_config(None, overrides=["reward.name=arithmetic", "algorithm.attribution=hard"])
