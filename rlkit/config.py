@@ -138,6 +138,13 @@ class LearnerConfig(StrictModel):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     micro_batch_size: int = Field(8, ge=1)
+    max_tokens_per_micro_batch: int | None = Field(None, ge=1)
+    """Size micro-batches by tokens instead of ``micro_batch_size`` rows: sequences are bin-packed so a
+    micro-batch computes at most this many tokens (packed: the sum of its lengths; padded: rows x the
+    longest). A longer sequence gets a micro-batch of its own. Loss weighting stays exact."""
+    packing: bool = True
+    """Run each micro-batch as one packed row (sequences end to end, per-sequence position ids, no
+    padding: rlkit/learner/packing.py). Models that cannot pack fall back to padding with a warning."""
     logprob_chunk_size: int = Field(1024, ge=1)
     threads: int | None = Field(None, ge=1)
     """Torch threads per learner rank (default: cores / world_size)."""

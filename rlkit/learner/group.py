@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import defaultdict
 from typing import Callable
 
@@ -13,6 +14,7 @@ import torch
 from rlkit.batch import TrainBatch
 from rlkit.cluster.calls import ActorInfo, gather
 from rlkit.cluster.placement import Placement
+from rlkit.learner.packing import balanced_shards
 from rlkit.learner.worker import LearnerSpec, LearnerWorker
 
 logger = logging.getLogger("rlkit")
@@ -63,23 +65,42 @@ class LearnerGroup:
         """``ray.get`` of one call per rank, bounded by the call timeout; errors name rank, node and step."""
         return gather(refs, actors=self.infos[: len(refs)], what=what, timeout_s=timeout_s or self.call_timeout_s, step=self.current_step())
 
-    def _shards(self, batch: TrainBatch) -> list[TrainBatch]:
-        return batch.shards(self.world_size)
+    def _shards(self, batch: TrainBatch) -> tuple[list[TrainBatch], list[list[int]], float]:
+        """Each rank's rows, balanced by tokens (rlkit/learner/packing.py): shards, their row indices in
+        ``batch`` (indices past its end are empty padding rows) and the token imbalance (max/mean)."""
+        return balanced_shards(batch, self.world_size)
 
     def compute_logprobs(self, batch: TrainBatch, *, with_entropy: bool, reference: bool = False) -> dict:
+        shards, rows, _ = self._shards(batch)
         outs = self._gather([
             w.compute_logprobs.remote(shard, with_entropy=with_entropy, reference=reference)
-            for w, shard in zip(self.workers, self._shards(batch))
+            for w, shard in zip(self.workers, shards)
         ], "compute_logprobs")
-        result = {"logprobs": torch.cat([o["logprobs"] for o in outs])[: batch.size]}
-        result["entropy"] = torch.cat([o["entropy"] for o in outs])[: batch.size] if with_entropy else None
+        keys = ("logprobs", "entropy") if with_entropy else ("logprobs",)
+        result = {"logprobs": None, "entropy": None}
+        for key in keys:  # back into batch order; padding rows (index >= batch.size) dropped
+            full = torch.zeros(max(batch.size, sum(map(len, rows))), batch.response_len)
+            for index, out in zip(rows, outs):
+                full[index] = out[key]
+            result[key] = full[: batch.size]
         return result
 
     def train_mini_batch(self, batch: TrainBatch) -> dict[str, float]:
-        """One optimizer step over ``batch`` (a mini-batch), split across ranks."""
+        """One optimizer step over ``batch`` (a mini-batch), split across ranks by tokens. Adds
+        ``train/tokens_per_s`` (real tokens over the call's wall time), ``train/rank_token_imbalance``
+        and, on GPUs with a known peak, ``train/mfu``."""
         totals = batch.loss_totals()
-        outs = self._gather([w.train_mini_batch.remote(s, **totals) for w, s in zip(self.workers, self._shards(batch))], "train_mini_batch")
-        return _reduce(outs)
+        shards, _, imbalance = self._shards(batch)
+        started = time.perf_counter()
+        outs = self._gather([w.train_mini_batch.remote(s, **totals) for w, s in zip(self.workers, shards)], "train_mini_batch")
+        seconds = time.perf_counter() - started
+        metrics = _reduce(outs)
+        metrics["train/tokens_per_s"] = float(batch.attention_mask.sum()) / seconds
+        metrics["train/rank_token_imbalance"] = imbalance
+        flops, peak = metrics.pop("flops", None), metrics.pop("peak_flops", None)
+        if flops is not None and peak is not None and math.isfinite(peak):
+            metrics["train/mfu"] = flops / (seconds * peak)
+        return metrics
 
     def end_step(self) -> None:
         self._gather([w.end_step.remote() for w in self.workers], "end_step")

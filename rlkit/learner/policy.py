@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from rlkit.algorithms import token_logprobs_from_hidden
 from rlkit.batch import TrainBatch
+from rlkit.learner.packing import flash_kwargs, pack_rows
 
 
 class CausalLMPolicy(nn.Module):
@@ -28,22 +29,31 @@ class CausalLMPolicy(nn.Module):
 
     def forward(
         self, batch: TrainBatch, *, temperature: float, chunk_size: int, with_entropy: bool,
-        top_p: float = 1.0, top_k: int = -1,
+        top_p: float = 1.0, top_k: int = -1, packed: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Log-probs [B, R] of the response tokens (0 at masked positions), entropies or None, under the
-        sampling distribution (temperature, and vLLM's top-p/top-k truncation when set)."""
+        sampling distribution (temperature, and vLLM's top-p/top-k truncation when set).
+
+        ``packed``: the rows' tokens run end to end in one row with per-sequence position ids and no
+        padding (rlkit/learner/packing.py); the same log-probs, without computing padding."""
         base = getattr(self.hf, self.hf.base_model_prefix)
-        position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = base(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
-        P, R = batch.prompt_len, batch.response_len
-        # Response token j (column P + j) is predicted by the hidden state at column P + j - 1.
-        predictors = hidden[:, P - 1 : P - 1 + R]
         valid = batch.response_mask > 0
+        if packed:
+            row = pack_rows(batch)
+            extra = flash_kwargs(row, row.input_ids.device) if self.hf.config._attn_implementation.startswith("flash") else {}
+            hidden = base(input_ids=row.input_ids, position_ids=row.position_ids, use_cache=False, **extra).last_hidden_state
+            predictors = hidden[0, row.predictors]
+        else:
+            position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+            hidden = base(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids, use_cache=False
+            ).last_hidden_state
+            P, R = batch.prompt_len, batch.response_len
+            # Response token j (column P + j) is predicted by the hidden state at column P + j - 1.
+            predictors = hidden[:, P - 1 : P - 1 + R][valid]
         weight = self.hf.get_output_embeddings().weight
         logprobs, entropy = token_logprobs_from_hidden(
-            predictors[valid], weight, batch.response_ids[valid],
+            predictors, weight, batch.response_ids[valid],
             temperature=temperature, chunk_size=chunk_size, with_entropy=with_entropy, top_p=top_p, top_k=top_k,
         )
         return _scatter(logprobs, valid), (_scatter(entropy, valid) if entropy is not None else None)

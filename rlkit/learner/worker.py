@@ -10,6 +10,7 @@ micro-batches and ranks equals the loss aggregated over the whole mini-batch
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -32,7 +33,9 @@ from rlkit.algorithms import (
 )
 from rlkit.batch import TrainBatch
 from rlkit.config import LearnerConfig, ModelConfig
+from rlkit.learner.packing import empty_row, packing_unsupported, plan_micro_batches, sequence_lengths
 from rlkit.learner.policy import CausalLMPolicy
+from rlkit.learner.throughput import device_peak_flops, matmul_params, training_flops
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 OPTIMIZER_FILE = "optimizer.pt"
@@ -136,10 +139,31 @@ class LearnerWorker:
 
     # ---------------------------------------------------------------- forward passes
 
-    def _micro_batches(self, batch: TrainBatch) -> list[TrainBatch]:
-        size = self.spec.learner.micro_batch_size
-        batch = batch.pad_rows(size)
-        return [mb.trimmed() for mb in batch.chunks(batch.size // size)]
+    def _packing(self) -> bool:
+        """Whether micro-batches run packed: ``learner.packing`` and a model that can (else padding, with
+        a warning naming why)."""
+        if getattr(self, "_packed", None) is None:
+            why = packing_unsupported(self.policy.hf.config) if self.spec.learner.packing else None
+            if why is not None:
+                logging.getLogger("rlkit").warning("learner.packing: padding instead, since %s", why)
+            self._packed = self.spec.learner.packing and why is None
+        return self._packed
+
+    def _micro_batches(self, batch: TrainBatch) -> list[tuple[list[int], TrainBatch]]:
+        """(row indices in ``batch``, micro-batch) pairs: ``micro_batch_size`` rows each, or bin-packed under
+        ``max_tokens_per_micro_batch`` (rlkit/learner/packing.py). FSDP2 gathers the weights in every
+        forward, so every rank runs as many micro-batches as the busiest one: the others add empty ones
+        (a padding row: no loss, no gradient)."""
+        cfg = self.spec.learner
+        plan = plan_micro_batches(sequence_lengths(batch), rows=cfg.micro_batch_size,
+                                  max_tokens=cfg.max_tokens_per_micro_batch, packed=self._packing())  # fmt: skip
+        pieces = [(rows, batch.select(rows).trimmed()) for rows in plan]
+        count = len(pieces)
+        if self.world_size > 1 and dist.is_initialized():
+            most = torch.tensor([count], device=self.device)
+            dist.all_reduce(most, op=dist.ReduceOp.MAX)
+            count = int(most)
+        return pieces + [([], empty_row(batch).trimmed())] * (count - len(pieces))
 
     def _to_device(self, batch: TrainBatch) -> TrainBatch:
         if self.device.type == "cpu":
@@ -150,21 +174,21 @@ class LearnerWorker:
     def _forward(self, model: CausalLMPolicy, mb: TrainBatch, *, with_entropy: bool):
         return model(
             self._to_device(mb), temperature=self.spec.temperature, top_p=self.spec.top_p, top_k=self.spec.top_k,
-            chunk_size=self.spec.learner.logprob_chunk_size, with_entropy=with_entropy,
+            chunk_size=self.spec.learner.logprob_chunk_size, with_entropy=with_entropy, packed=self._packing(),
         )
 
     @torch.no_grad()
     def compute_logprobs(self, batch: TrainBatch, *, with_entropy: bool, reference: bool = False) -> dict:
         """Log-probs (and entropies) of ``batch``'s response tokens under the current or reference policy."""
         model = self.ref if reference else self.policy
-        lps, ents = [], []
-        for mb in self._micro_batches(batch):
+        out = {"logprobs": torch.zeros(batch.size, batch.response_len)}
+        out["entropy"] = torch.zeros(batch.size, batch.response_len) if with_entropy else None
+        for rows, mb in self._micro_batches(batch):
             lp, ent = self._forward(model, mb, with_entropy=with_entropy)
-            lps.append(_pad_cols(lp.float().cpu(), batch.response_len))
-            if ent is not None:
-                ents.append(_pad_cols(ent.float().cpu(), batch.response_len))
-        out = {"logprobs": torch.cat(lps)[: batch.size]}
-        out["entropy"] = torch.cat(ents)[: batch.size] if ents else None
+            if rows:  # micro-batches keep response columns from 0: trimmed() only drops trailing ones
+                out["logprobs"][rows, : lp.shape[1]] = lp.float().cpu()
+                if ent is not None:
+                    out["entropy"][rows, : ent.shape[1]] = ent.float().cpu()
         return out
 
     # ---------------------------------------------------------------- the update
@@ -185,7 +209,11 @@ class LearnerWorker:
         norm_len = params.pop("norm_len", None)
         sums: dict[str, float] = defaultdict(float)
         maxes: dict[str, float] = {}
-        for mb in self._micro_batches(batch):
+        if self.device.type == "cuda":  # model FLOPs of the real tokens, for train/mfu (rlkit/learner/throughput.py)
+            sums["flops"] = training_flops(self.policy.hf.config, params=matmul_params(self.policy.hf),
+                                           lengths=[n for n in sequence_lengths(batch) if n > 1])  # fmt: skip
+            sums["peak_flops"] = device_peak_flops(torch.cuda.get_device_name(), self.spec.model.dtype) or math.nan
+        for _, mb in self._micro_batches(batch):
             # Entropy is always computed: ERC needs it and entropy/mean is logged every step.
             logprobs, entropy = self._forward(policy, mb, with_entropy=True)
             on_policy = mb.old_logprobs is None
@@ -366,7 +394,3 @@ class LearnerWorker:
             self._channel.close()
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _pad_cols(t: torch.Tensor, width: int) -> torch.Tensor:
-    return torch.nn.functional.pad(t, (0, width - t.shape[1])) if t.shape[1] < width else t
