@@ -150,9 +150,12 @@ class Placement:
 
 def create_placement(plan: PlacementPlan, *, timeout_s: float, name: str = "rlkit") -> Placement:
     """Ask Ray for the plan's groups; raise :class:`PlacementError` if they are not placed in ``timeout_s``."""
+    import uuid
+
     import ray
     from ray.util import placement_group
 
+    name = f"{name}-{uuid.uuid4().hex[:6]}"  # two runs of one name may share a cluster
     learner_group = (
         placement_group(plan.learner_bundles, strategy="PACK", name=f"{name}-learners") if plan.world_size else None
     )

@@ -31,19 +31,14 @@ def _sleeper_class():
 
 
 @pytest.fixture(scope="module")
-def actors():
+def actors(local_ray):
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     handles = [ray.remote(_sleeper_class()).options(num_cpus=0).remote() for _ in range(2)]
     infos = [ActorInfo(f"learner rank {r}", **w) for r, w in enumerate(ray.get([h.where.remote() for h in handles]))]
     yield handles, infos
     for h in handles:
         ray.kill(h)
-    if started:
-        ray.shutdown()
 
 
 def test_answers_come_back_in_order(actors):
