@@ -248,7 +248,7 @@ def test_packed_padded_and_token_budget_gradients_equal_the_whole_batch(whole_ba
     _assert_equal_to_whole(cuts, whole, "1 rank")
 
 
-@pytest.mark.slow  # three process groups of 2-4 ranks, about a minute
+@pytest.mark.slow  # three process groups of 2-4 ranks: 8 minutes at load average ~30 on 2 cores
 @pytest.mark.parametrize("world_size", [2, 3, 4])
 def test_balanced_ranks_gradients_equal_the_whole_batch(world_size, whole_batch_grads, tiny_llama, tmp_path):
     import torch.multiprocessing as mp
@@ -259,3 +259,31 @@ def test_balanced_ranks_gradients_equal_the_whole_batch(world_size, whole_batch_
     out = str(tmp_path / "grads.pt")
     mp.spawn(_rank_main, args=(world_size, _spec(tiny_llama, world_size, "token-mean"), free_port(), out), nprocs=world_size, join=True)
     _assert_equal_to_whole(torch.load(out, weights_only=True), whole_batch_grads[0], f"{world_size} ranks")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_packed_logprobs_sdpa_and_flash_attention_varlen(tiny_llama):
+    """On CUDA: packed SDPA (fp32) equals padded to 1e-5; flash-attn's varlen kernel (bf16, from the
+    packed row's cu_seqlens) tracks padded bf16 SDPA to bf16 rounding."""
+    from transformers import AutoModelForCausalLM
+
+    from rlkit.batch import TrainBatch
+    from rlkit.learner.policy import CausalLMPolicy
+
+    b = _batch(7)
+    cuda = TrainBatch(**{k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in vars(b).items()})
+    sdpa = CausalLMPolicy(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32, attn_implementation="sdpa")).cuda()
+    with torch.no_grad():
+        padded, _ = sdpa(cuda, temperature=1.0, chunk_size=16, with_entropy=False)
+        packed, _ = sdpa(cuda, temperature=1.0, chunk_size=16, with_entropy=False, packed=True)
+    torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
+    pytest.importorskip("flash_attn")
+    flash = CausalLMPolicy(AutoModelForCausalLM.from_pretrained(
+        tiny_llama, dtype=torch.bfloat16, attn_implementation="flash_attention_2")).cuda()  # fmt: skip
+    sdpa16 = sdpa.to(torch.bfloat16)
+    with torch.no_grad():
+        varlen, _ = flash(cuda, temperature=1.0, chunk_size=16, with_entropy=False, packed=True)
+        reference, _ = sdpa16(cuda, temperature=1.0, chunk_size=16, with_entropy=False)
+    valid = b.response_mask.cuda() > 0
+    assert float((varlen - reference).abs()[valid].mean()) < 2e-2

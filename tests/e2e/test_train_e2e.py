@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 REQUIRED_KEYS = {
     "step", "reward/mean", "response/length_mean", "rollout/logprob_diff", "loss", "grad_norm",
     "time/step_s", "time/generate_s", "time/train_s", "time/sync_s",
+    "train/tokens_per_s", "train/rank_token_imbalance",
 }
 
 
@@ -46,6 +47,7 @@ def test_every_step_logs_the_required_metrics(run):
     for record in run["metrics"]:
         assert REQUIRED_KEYS <= set(record), REQUIRED_KEYS - set(record)
         assert record["grad_norm"] > 0  # parity reward has variance: a real gradient flowed
+        assert record["train/tokens_per_s"] > 0 and 1.0 <= record["train/rank_token_imbalance"] < 2.0  # 2 ranks
     assert (run["run_dir"] / "config.yaml").is_file()
 
 
