@@ -226,6 +226,8 @@ def test_two_steps_across_nodes_sync_over_broadcast(run):
         raise run["error"]
     assert [m["step"] for m in run["metrics"]] == [1, 2]
     for m in run["metrics"]:
+        print(f"two nodes, step {m['step']}: logprob_diff {m['rollout/logprob_diff']:.2e}, "
+              f"sync/transport {m['sync/transport']}, sync {m['time/sync_s']:.2f} s, {m['sync/bytes']:.0f} bytes")
         assert m["rollout/logprob_diff"] < 1e-3, m  # zeros loaded from a missing shm file give ~0.2
         assert m["sync/transport"] == TRANSPORT_CODES["broadcast"]  # the only transport this sync used
         assert m["grad_norm"] > 0
