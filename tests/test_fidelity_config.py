@@ -100,7 +100,8 @@ def test_every_recipe_trains_off_policy_with_a_cited_ratio(recipe):
 def test_clip_loss_on_policy_warns():
     from rlkit.trainer import on_policy_warning
 
-    warning = on_policy_warning(load_config(DEMO))  # ppo_clip, 1 epoch, 1 mini-batch
+    assert on_policy_warning(load_config(DEMO)) is None  # the demo's two mini-batches
+    warning = on_policy_warning(load_config(DEMO, overrides=["trainer.num_mini_batches=1"]))  # ppo_clip, 1 epoch, 1 mini-batch
     assert warning is not None and warning.startswith(
         "algorithm.loss=ppo_clip runs fully on-policy (trainer.ppo_epochs=1, trainer.num_mini_batches=1)"
     )
