@@ -9,6 +9,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Every Ray cluster the tests start is local, on loopback: no token auth, for all of them alike. Ray
+# caches the auth mode per process at its first connection, so a test process that joined a cluster
+# started without auth (the two-node and submit tests) and then started a local one with token auth
+# failed every later ray.init ("InvalidAuthToken"; "Failed to start GCS").
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
 
 def make_tiny_llama(path: Path, *, seed: int = 0) -> Path:
     """A 2-layer Llama with head dim 64 and SmolLM2's tokenizer (so chat templates work)."""

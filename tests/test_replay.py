@@ -79,7 +79,7 @@ def _trainer_without_workers(tmp_path, pool: ReplayPool, per_prompt: int):
     trainer.config = load_config(
         "examples/arithmetic_grpo.yaml", overrides=[f"output_dir={tmp_path}", f"replay.per_prompt={per_prompt}"]
     )
-    trainer.replay, trainer.step = pool, 1
+    trainer.replay, trainer.step, trainer.agent = pool, 1, None
     trainer.tokenizer = SimpleNamespace(pad_token_id=0)
     return trainer
 

@@ -36,6 +36,15 @@ def _sandbox():
         return _SANDBOX
 
 
+def close_python_sandbox() -> None:
+    """Stop the python tool's sandbox (its fork servers and their cgroups); the next call starts a new one."""
+    global _SANDBOX
+    with _SANDBOX_LOCK:
+        if _SANDBOX is not None:
+            _SANDBOX.close()
+            _SANDBOX = None
+
+
 @register_tool("python", timeout_s=PYTHON_TIME_S + 5.0, max_output_chars=2000, isolation="thread")
 def python_tool(query: str) -> str:
     """Run ``query`` as a Python program in the sandbox: stdout, or the last error line."""
