@@ -71,7 +71,11 @@ def _rank_main(rank: int, world_size: int, spec, port: int, out: str) -> None:
         worker.train_mini_batch(shard, **batch.loss_totals())
     if rank == 0:
         torch.save(worker.optimizer.grads, out)
+    torch.distributed.barrier()  # every rank done with its collectives before any leaves the group
     worker.shutdown()
+    # Skip interpreter teardown: gloo's threads at static destruction sometimes abort a finished rank
+    # ("terminate called without an active exception"), failing a run whose results were already saved.
+    os._exit(0)
 
 
 def _gradients(tiny_llama, tmp_path, world_size: int) -> list[dict[str, torch.Tensor]]:
