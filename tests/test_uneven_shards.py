@@ -18,6 +18,7 @@ import os
 
 import pytest
 import torch
+from testkit import GradientRecorder
 
 pytestmark = pytest.mark.slow  # four process groups, about two minutes
 
@@ -40,31 +41,13 @@ def _batch(rows: int):
     )  # fmt: skip
 
 
-class _GradientRecorder:
-    """Stands in for the optimizer: ``step()`` gathers every parameter's gradient instead of applying it."""
-
-    def __init__(self, policy, rank: int) -> None:
-        self.named = [(n, p) for n, p in policy.named_parameters()]
-        self.rank, self.grads = rank, []
-
-    def step(self) -> None:
-        grads = {}
-        for name, p in self.named:  # full_tensor() is a collective: every rank, same order
-            g = p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad
-            grads[name] = g.detach().clone()
-        self.grads.append(grads if self.rank == 0 else None)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for _, p in self.named:
-            p.grad = None
-
 
 def _rank_main(rank: int, world_size: int, spec, port: int, out: str) -> None:
     from rlkit.learner.worker import LearnerWorker
 
     worker = LearnerWorker(rank=rank, world_size=world_size, spec=spec)
     worker.setup("127.0.0.1", port)
-    worker.optimizer = _GradientRecorder(worker.policy, rank)
+    worker.optimizer = GradientRecorder(worker.policy, rank)
     for rows in BATCH_SIZES:
         batch = _batch(rows)
         shard = batch.shards(world_size)[rank]

@@ -6,6 +6,7 @@ steps, a list of sample records (prompt, completion, reward, advantage, ...).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,12 @@ class RunInfo:
     """First step this process logs (> 1 when resumed)."""
 
 
-class Tracker:
+class Tracker(ABC):
     """One logging destination. Subclasses override what they support; all calls happen on the driver."""
 
+    @abstractmethod
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        raise NotImplementedError
+        """Record one step's metrics."""
 
     def log_samples(self, step: int, samples: list[dict]) -> None:
         """A table of sample records (same keys in each); trackers without tables ignore it."""

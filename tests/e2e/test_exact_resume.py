@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from testkit import kill_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -62,28 +62,12 @@ def _start(script: Path, record: Path, overrides: list[str], log: Path) -> subpr
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the run's process group (driver, Ray's processes, engine and learner actors)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-        os.killpg(proc.pid, signal.SIGKILL)
-        time.sleep(0.5)
-
 
 def _wait(proc: subprocess.Popen, log: Path, timeout: float) -> None:
     try:
         rc = proc.wait(timeout=timeout)
     finally:
-        _kill_group(proc)  # whatever the run left behind in its own process group
+        kill_process_group(proc)  # whatever the run left behind in its own process group
     assert rc == 0, log.read_text()[-4000:]
 
 
@@ -118,7 +102,7 @@ def test_resumed_run_repeats_step_3_exactly(tiny_llama, parity_reward_module, ti
             assert time.monotonic() < deadline, "run B wrote no step-2 checkpoint in 900 s"
             time.sleep(0.2)
     finally:
-        _kill_group(b)
+        kill_process_group(b)
     assert not (runs["b"] / "resume" / "checkpoints" / "step_3").exists()  # killed before its step 3 ended
     _wait(a, tmp_path / "a.log", timeout=900)
     c = _start(script, tmp_path / "c.jsonl", [*base, f"output_dir={runs['c']}", f"trainer.resume_from={step_2}"],

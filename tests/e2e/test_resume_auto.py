@@ -14,26 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from testkit import kill_process_group
 
 from rlkit.run_dir import latest_checkpoint
 
 pytestmark = pytest.mark.slow
 
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-        os.killpg(proc.pid, signal.SIGKILL)
-        time.sleep(0.5)
 
 
 def _train(args: list[str], log: Path) -> subprocess.Popen:
@@ -61,7 +47,7 @@ def test_resume_auto_after_sigkill_during_a_checkpoint_write(tiny_llama, parity_
                 killed_during = partial[0]
             time.sleep(0.005)
     finally:
-        _kill_group(first)
+        kill_process_group(first)
     k = int(re.match(r"step_(\d+)\.tmp-", killed_during.name).group(1))
     assert killed_during.exists() and not (checkpoints / f"step_{k}").exists()
     assert latest_checkpoint(checkpoints) == checkpoints / f"step_{k - 1}"
@@ -79,7 +65,7 @@ def test_resume_auto_after_sigkill_during_a_checkpoint_write(tiny_llama, parity_
     try:
         rc = second.wait(timeout=900)
     finally:
-        _kill_group(second)
+        kill_process_group(second)
     log = (tmp_path / "second.log").read_text()
     assert rc == 0, log[-4000:]
     assert f"resuming {run_dir} from {checkpoints / f'step_{k - 1}'} (1 logged steps after it dropped)" in log

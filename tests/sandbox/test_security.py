@@ -47,7 +47,9 @@ def test_sigterm_ignoring_loop_is_killed(sandbox):
     )
     res = run(sandbox, code, time_s=SHORT)
     assert res.status == "timeout"
-    assert res.returncode == -9
+    # SIGKILL from the wall-clock limit, or SIGXCPU from the CPU-time rlimit when an idle machine gives
+    # the loop its full second of CPU first; neither is one the program ignored.
+    assert res.returncode in (-9, -24)
     assert sandbox_processes() == []
 
 
