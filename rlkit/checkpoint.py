@@ -98,15 +98,22 @@ def load_sharded(path: str, *, model, policy, optimizer, scheduler) -> bool:
 def save_hf_streamed(path: str, *, model, rank: int, tokenizer_path: str, bucket_bytes: int = 1 << 30) -> None:
     """The HF form (safetensors + index + config + tokenizer) of ``model``, streamed: every rank gathers
     one parameter at a time, rank 0 writes one safetensors file per bucket. A collective."""
-    from safetensors.torch import save_file
-    from transformers import AutoTokenizer
-
     from rlkit.rollout.transport.stream import gathered_buckets, layout_for
 
     layout = layout_for(model, dtype="float32", bucket_bytes=bucket_bytes)
+    write_hf_buckets(path, model=model, layout=layout, buckets=gathered_buckets(model, layout, sender=rank == 0),
+                     rank=rank, tokenizer_path=tokenizer_path)  # fmt: skip
+
+
+def write_hf_buckets(path: str, *, model, layout, buckets, rank: int, tokenizer_path: str) -> None:
+    """Rank 0 writes each fp32 bucket of ``layout`` (``buckets`` yields ``(index, flat tensor)``) as one
+    safetensors file, then the index, config and tokenizer; every rank consumes ``buckets`` (a collective)."""
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
     total = len(layout.buckets)
     weight_map: dict[str, str] = {}
-    for index, bucket in gathered_buckets(model, layout, sender=rank == 0):
+    for index, bucket in buckets:
         if rank != 0:
             continue
         name = f"model-{index + 1:05d}-of-{total:05d}.safetensors"

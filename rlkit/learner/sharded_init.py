@@ -32,13 +32,19 @@ def _empty_hf_model(path: str, *, dtype: torch.dtype, attn_implementation: str):
 def build_sharded_policy(
     path: str, *, rank: int, world_size: int, device: torch.device, param_dtype: torch.dtype,
     compute_dtype: torch.dtype, gradient_checkpointing: bool, attn_implementation: str, cpu_offload: bool = False,
+    lora=None,
 ) -> CausalLMPolicy:  # fmt: skip
     """The policy sharded over ``world_size`` ranks, parameters kept in ``param_dtype`` (fp32 master
-    weights for the trained policy; the compute dtype for the frozen KL reference)."""
+    weights for the trained policy; the compute dtype for the frozen KL reference). ``lora`` (a
+    :class:`rlkit.config.LoraConfig`): PEFT adapters injected before sharding (rlkit/learner/lora.py)."""
     full = None
     if rank == 0 or world_size == 1:
         hf = load_hf_model(path, dtype=param_dtype, gradient_checkpointing=gradient_checkpointing,
                            attn_implementation=attn_implementation)  # fmt: skip
+        if lora is not None:
+            from rlkit.learner.lora import apply_lora
+
+            apply_lora(hf, lora, gradient_checkpointing=gradient_checkpointing)
         policy = CausalLMPolicy(hf).to(device)
         if world_size > 1:
             full = {k: v.detach() for k, v in policy.hf.state_dict().items()}
@@ -46,6 +52,10 @@ def build_sharded_policy(
         hf = _empty_hf_model(path, dtype=param_dtype, attn_implementation=attn_implementation)
         if gradient_checkpointing:
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if lora is not None:
+            from rlkit.learner.lora import apply_lora
+
+            apply_lora(hf, lora, gradient_checkpointing=gradient_checkpointing)
         policy = CausalLMPolicy(hf)
         policy._apply(lambda t: t.to(device) if not t.is_meta else t)  # buffers onto the device; params stay meta
     mp = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)

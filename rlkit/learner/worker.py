@@ -99,12 +99,13 @@ class LearnerWorker:
         self.policy = self._build_policy(trainable=True)
         self.ref = self._build_policy(trainable=False) if self.spec.algorithm.kl.enabled else None
         cfg = self.spec.learner
-        self.optimizer = torch.optim.AdamW(
-            self.policy.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+        self.optimizer = torch.optim.AdamW(  # LoRA: the adapters only (the base weights are frozen)
+            [p for p in self.policy.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         params = sum(p.numel() for p in self.policy.parameters())
-        return {"params_local": float(params)}
+        trainable = sum(p.numel() for p in self.policy.parameters() if p.requires_grad)
+        return {"params_local": float(params), "trainable_params_local": float(trainable)}
 
     def _build_policy(self, *, trainable: bool) -> CausalLMPolicy:
         """The policy (fp32 master weights) or the frozen KL reference (kept in the compute dtype,
@@ -121,6 +122,7 @@ class LearnerWorker:
             gradient_checkpointing=trainable and model_cfg.gradient_checkpointing,
             attn_implementation=model_cfg.attn_implementation,
             cpu_offload=not trainable and self.spec.learner.reference_cpu_offload,
+            lora=model_cfg.lora if trainable else None,
         )  # fmt: skip
         if not trainable:
             policy.requires_grad_(False)
@@ -305,6 +307,11 @@ class LearnerWorker:
         """The bucketed layout the engines' weights stream in (rlkit/rollout/transport/base.py)."""
         from rlkit.rollout.transport.stream import layout_for
 
+        if self.spec.model.lora is not None:  # lora.sync: merged (base names, adapters folded in)
+            from rlkit.learner.lora import merged_layout
+
+            self._layout = merged_layout(self.policy.hf, dtype=dtype, bucket_bytes=bucket_bytes)
+            return self._layout
         self._layout = layout_for(self.policy.hf, dtype=dtype, bucket_bytes=bucket_bytes)
         return self._layout
 
@@ -341,7 +348,10 @@ class LearnerWorker:
         if channel is not None:
             send_preamble(channel, self._layout, version)
         device = channel.device if channel is not None else torch.device("cpu")
-        for index, bucket in gathered_buckets(self.policy.hf, self._layout, sender=sender, device=device):
+        buckets = gathered_buckets
+        if self.spec.model.lora is not None:
+            from rlkit.learner.lora import merged_buckets as buckets
+        for index, bucket in buckets(self.policy.hf, self._layout, sender=sender, device=device):
             if not sender:
                 continue
             if channel is not None:
@@ -366,8 +376,23 @@ class LearnerWorker:
 
         save_sharded(path, model=self.policy.hf, policy=self.policy, optimizer=self.optimizer, scheduler=self.scheduler,
                      rank=self.rank, with_optimizer=with_optimizer, tokenizer_path=tokenizer_path)  # fmt: skip
-        if hf:
+        if self.spec.model.lora is not None:
+            from rlkit.learner.lora_checkpoint import save_lora_checkpoint
+
+            save_lora_checkpoint(path, self, hf=hf, tokenizer_path=tokenizer_path)
+        elif hf:
             save_hf_streamed(path, model=self.policy.hf, rank=self.rank, tokenizer_path=tokenizer_path)
+
+    def adapter_tensors(self) -> dict[str, torch.Tensor] | None:
+        """LoRA: the adapter's full tensors in PEFT names on rank 0 (fresh copies); None elsewhere. A collective."""
+        from rlkit.learner.lora import gather_adapter
+
+        return gather_adapter(self.policy.hf, sender=self.rank == 0)
+
+    def optimizer_state_names(self) -> list[str]:
+        """Names of the parameters that hold optimizer state (LoRA: the adapters only)."""
+        names = {id(p): n for n, p in self.policy.named_parameters()}
+        return sorted(names[id(p)] for p in self.optimizer.state if self.optimizer.state[p])
 
     def load_checkpoint(self, path: str) -> bool:
         """Weights, AdamW state and LR schedule from a sharded checkpoint (saved on any world size);
