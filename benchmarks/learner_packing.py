@@ -104,24 +104,30 @@ def main() -> None:
     }
 
     rates: dict[str, list[float]] = {label: [] for label in modes}
+    cpu_rates: dict[str, list[float]] = {label: [] for label in modes}  # per CPU-second: less load-sensitive
     peaks: dict[str, list[float]] = {label: [] for label in modes}
     for repeat in range(args.repeats):
         for label, packing in modes.items():
             use(packing)
             base = rss_bytes()
             reset_peak_rss()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             worker.train_mini_batch(batch, **batch.loss_totals())
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             rates[label].append(real / seconds)
+            cpu_rates[label].append(real / cpu)
             peaks[label].append((rss_bytes("VmHWM") - base) / 2**20)
-            print(f"  run {repeat + 1}/{args.repeats} {label}: {seconds:.1f} s, {real / seconds:.0f} tokens/s", flush=True)
+            print(f"  run {repeat + 1}/{args.repeats} {label}: {seconds:.1f} s, {real / seconds:.0f} tokens/s, "
+                  f"{cpu:.1f} CPU s", flush=True)
     worker.shutdown()
     for label in modes:
         print(f"  {label:<8} tokens/s median {statistics.median(rates[label]):8.1f}  runs {[round(r, 1) for r in rates[label]]}"
               f"  peak extra RSS {max(peaks[label]):7.0f} MiB")  # fmt: skip
     ratio = statistics.median(rates["packed"]) / statistics.median(rates["padded"])
     print(f"  ratio packed / padded tokens/s = {ratio:.2f} (target >= 1.5)")
+    cpu_ratio = statistics.median(cpu_rates["packed"]) / statistics.median(cpu_rates["padded"])
+    print(f"  ratio packed / padded tokens per CPU-second = {cpu_ratio:.2f} (the process's CPU time: what other "
+          "load on the machine changes least)")
     for name, d in diffs.items():
         print(f"  |log-prob {name}|: max {float(d.max()):.2e}, mean {float(d.mean()):.2e}"
               + ("  (target < 1e-5)" if name == "packed - padded" else ""))

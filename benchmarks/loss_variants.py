@@ -14,6 +14,8 @@ and entropy differences exceed the step-to-step noise (two standard errors of th
 difference, from the per-step spread within the last steps). Writes a PNG of the curves.
 
     nice -n 10 python benchmarks/loss_variants.py [--steps 6] [--seeds 0 1] [--out benchmarks/out/loss_variants.png]
+
+``--resume`` keeps the runs already in the ``.json`` beside ``--out``, so seeds can be added later.
 """
 
 from __future__ import annotations
@@ -81,11 +83,18 @@ def main() -> None:
     parser.add_argument("--tail", type=int, default=0, help="last steps averaged (default: half the steps)")
     parser.add_argument("--out", default="benchmarks/out/loss_variants.png")
     parser.add_argument("--only", nargs="*", help="subset of variant names")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already recorded in the --out .json (same --steps) and run only the missing ones")
     args = parser.parse_args()
     tail = args.tail or max(1, args.steps // 2)
 
+    records = Path(args.out).with_suffix(".json")  # every finished run, kept as it goes
+    done: dict[str, dict[str, list[dict]]] = {}  # name -> seed -> records, from an earlier invocation
+    if args.resume and records.exists():
+        done = json.loads(records.read_text()).get("runs", {})
     curves: dict[str, list[list[dict]]] = {}
     splits: dict[str, str] = {}
+    runs: dict[str, dict[str, list[dict]]] = {name: dict(by_seed) for name, by_seed in done.items()}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (recipe, loss) in VARIANTS.items():
             if args.only and name not in args.only and name != "grpo (ppo_clip)":
@@ -94,10 +103,15 @@ def main() -> None:
             splits[name] = " ".join(o.split(".", 1)[1] for o in overrides if o.startswith("trainer."))
             curves[name] = []
             for seed in args.seeds:
+                kept = runs.get(name, {}).get(str(seed))
+                if kept is not None and len(kept) == args.steps:
+                    curves[name].append(kept)
+                    print(f"[{name} seed {seed}] kept from {records}", flush=True)
+                    continue
                 curves[name].append(run_variant(name, overrides, steps=args.steps, seed=seed, out=Path(tmp)))
-                records = Path(args.out).with_suffix(".json")  # every finished run, kept as it goes
+                runs.setdefault(name, {})[str(seed)] = curves[name][-1]
                 records.parent.mkdir(parents=True, exist_ok=True)
-                records.write_text(json.dumps({"splits": splits, "curves": curves}))
+                records.write_text(json.dumps({"splits": splits, "runs": runs}))
                 last = curves[name][-1][-1]
                 print(f"[{name} seed {seed}] step {last['step']}: reward {last['reward/mean']:.3f} "
                       f"entropy {last.get('actor/entropy', 0):.3f} clip {last.get('actor/clip_frac', 0):.4f}", flush=True)

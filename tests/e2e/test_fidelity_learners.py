@@ -27,7 +27,7 @@ def _config(model):
         f"model.path={model}", "learner.world_size=2", "learner.backend=gloo", "learner.lr=1e-3",
         "learner.micro_batch_size=2", "learner.threads=1", "model.gradient_checkpointing=false",
         "algorithm.kl.coef=0.1", "algorithm.kl.target=reward", "algorithm.kl.kind=k3",
-        f"algorithm.rollout_correction.kind=tis", f"algorithm.rollout_correction.clip={CLIP}",
+        "algorithm.rollout_correction.kind=tis", f"algorithm.rollout_correction.clip={CLIP}",
         "trainer.max_skipped_steps=2", "trainer.num_mini_batches=1",
     ])  # fmt: skip
 

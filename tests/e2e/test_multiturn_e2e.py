@@ -14,7 +14,7 @@ from rlkit.envs import Environment, StepResult, call_tool, register_env, registe
 from rlkit.envs.config import ArpoConfig, EnvConfig
 from rlkit.envs.render import InlineRenderer
 from rlkit.rollout.multiturn import MultiTurnRunner
-from rlkit.rollout.types import SamplingConfig
+from rlkit.rollout.types import SamplingConfig, sampling_seed, turn_seed
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def engine(tiny_llama):
 
     saved = {k: os.environ.get(k) for k in CPU_ENGINE_ENV}
     os.environ.update(CPU_ENGINE_ENV)
-    eng = RolloutEngine(model_path=str(tiny_llama), seed=0, max_model_len=512, kv_cache_bytes=256 << 20, threads=2)
+    eng = RolloutEngine(model_path=str(tiny_llama), seed=0, max_model_len=512, kv_cache_bytes=256 << 20, threads=2, multi_turn=True)
     yield eng
     del eng
     for k, v in saved.items():
@@ -94,7 +94,7 @@ def _runner(engine, tokenizer, env: EnvConfig, *, max_new_tokens=6, arpo=None, c
     def generate(prompts, sampling):
         out = engine.generate(prompts, sampling)
         if calls is not None:
-            calls.append((prompts, out))
+            calls.append((prompts, out, sampling))
         return out
 
     return MultiTurnRunner(
@@ -115,7 +115,7 @@ def test_three_turns_are_token_exact_and_learner_logprobs_match(engine, tokenize
     assert len(trajs) == 8 and len(calls) == 3  # one engine call per turn for all open trajectories
     assert metrics["turns/mean"] == 3.0
     by_prefix: dict[tuple, list] = {}  # the engine's outputs by the exact ids it was sent (n=2: two per prompt)
-    for prompts, outs in calls:
+    for prompts, outs, _ in calls:
         for c in outs:
             by_prefix.setdefault(tuple(prompts[c.prompt_index]), []).append((c.token_ids, c.logprobs))
     renderer = InlineRenderer(tokenizer)
@@ -151,6 +151,42 @@ def test_three_turns_are_token_exact_and_learner_logprobs_match(engine, tokenize
     diff = ((logprobs - batch.rollout_logprobs).abs() * mask).max().item()
     print(f"max |learner - vLLM| log-prob on {int(mask.sum())} sampled tokens over 3 turns: {diff:.2e}")
     assert diff < 1e-3
+
+
+@pytest.mark.parametrize("arpo", [None, ArpoConfig(budget=4, initial=2, beam=2, alpha=0.5, beta=0.2, entropy_tokens=4, top_logprobs=5)])
+def test_seeded_turns_regenerate_the_same_trajectories(engine, tokenizer, arpo):
+    """Every turn's request carries turn_seed(prompt seed, sample, turn): the same rows give the same
+    token ids in another order, another batch and with the prefixes already cached; the first turn is
+    one request per prompt with n samples, seeded as single-turn generation."""
+    env = EnvConfig(name="test_fixed_turns", params={"turns": 3}, max_turns=3)
+    rows = [{"id": i} for i in range(len(PROMPTS))]
+    seeds = tuple(sampling_seed(0, 7, k) for k in range(len(PROMPTS)))
+    calls: list = []
+    first, _ = _runner(engine, tokenizer, env, arpo=arpo, calls=calls).run(rows, PROMPTS, [0, 1, 2, 3], n=4, seeds=seeds)
+    assert calls[0][0] == PROMPTS and len(calls[0][1]) == 4 * (2 if arpo else 4)  # one request per prompt, n samples
+
+    order = [2, 0, 3]  # another order, another batch (one row fewer), the engine's prefix cache warm
+    second, _ = _runner(engine, tokenizer, env, arpo=arpo).run(
+        [rows[i] for i in order], [PROMPTS[i] for i in order], [10, 11, 12], n=4, seeds=tuple(seeds[i] for i in order)
+    )  # fmt: skip
+
+    def by_sample(trajs, rows_):
+        return {(rows_[t.prompt_index]["id"], t.info["sample"]): (t.token_ids, t.fork_at) for t in trajs}
+
+    a, b = by_sample(first, rows), by_sample(second, [rows[i] for i in order])
+    assert len(a) == 16 and len(b) == 12
+    assert {k: v for k, v in a.items() if k[0] in order} == b  # token for token, forks at the same segments
+    assert len({tuple(v[0]) for v in a.values()}) == 16  # the samples differ from each other
+    if arpo is None:  # the first turn is exactly single-turn generation with the same seeds
+        single = engine.generate(PROMPTS, SamplingConfig(n=4, max_new_tokens=6, seeds=seeds, include_stop=True))
+        firsts = {(t.prompt_index, t.info["sample"]): list(t.segments[0].ids) for t in first}
+        counts = [0] * len(PROMPTS)
+        for c in single:
+            assert firsts[(c.prompt_index, counts[c.prompt_index])] == c.token_ids
+            counts[c.prompt_index] += 1
+        assert calls[0][2].seeds == seeds and calls[0][2].ns == (4, 4, 4, 4)
+        for turn in (1, 2):  # every later request: its trajectory's (prompt seed, sample, turn)
+            assert calls[turn][2].seeds == tuple(turn_seed(seeds[i], j, turn) for i in range(4) for j in range(4))
 
 
 def test_failing_tools_do_not_stall_the_batch(engine, tokenizer):
