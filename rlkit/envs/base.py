@@ -21,6 +21,7 @@ name), loaded like reward modules, whose ``@register_env`` classes become availa
 
 from __future__ import annotations
 
+import abc
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ class StepResult:
             raise ValueError("StepResult: an episode that is not done needs an observation")
 
 
-class Environment:
+class Environment(abc.ABC):
     """One episode. Subclasses set ``stop`` (strings that end a turn) and implement reset/step.
 
     Constructor parameters are keyword-only and come from ``env.params`` in the config.
@@ -52,8 +53,9 @@ class Environment:
         to use the data config's rendering of ``sample``)."""
         return None
 
+    @abc.abstractmethod
     def step(self, action: str) -> StepResult:
-        raise NotImplementedError
+        """Act on the model's turn text: an observation for the next turn, or done with the reward."""
 
     def fork(self) -> "Environment":
         """An independent copy of this episode's state (ARPO branches); override if state is not copyable."""
