@@ -130,3 +130,13 @@ def test_lean_feedback_two_turn_episode(tokenizer, replay, lean_fixtures):
     assert traj.token_ids == first + newline + obs + second
     assert traj.loss_mask == [1] * len(first) + [0] * (len(newline) + len(obs)) + [1] * len(second)
     assert sum(traj.loss_mask) == len(first) + len(second)
+
+
+def test_an_environment_without_step_fails_at_construction():
+    from rlkit.envs.base import Environment
+
+    class NoStep(Environment):
+        stop = ("</python>",)
+
+    with pytest.raises(TypeError, match="abstract method 'step'|abstract method step"):
+        NoStep()
