@@ -11,7 +11,9 @@ Token ids are random (the step's cost does not depend on them). One FSDP2 learne
 
 Printed: real tokens/s of each step (padding not counted), the ratio packed / padded
 (target >= 1.5), the largest log-prob difference of the two paths on the same weights
-(target < 1e-5), and each path's peak RSS above the RSS before its step (VmHWM).
+(target < 1e-5), and each path's peak RSS above the RSS before its step (VmHWM; freed heap is
+returned to the OS with ``malloc_trim`` first, so one path's peak does not hide in the other's
+retained memory).
 Runs alternate (padded, packed, padded, ...) so machine load hits both alike.
 Usage: python benchmarks/learner_packing.py [--sequences 32 --median 96 --max-len 1024 --repeats 2]
 """
@@ -19,12 +21,21 @@ Usage: python benchmarks/learner_packing.py [--sequences 32 --median 96 --max-le
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import math
 import statistics
 import time
 
 import _common  # noqa: F401  (thread settings)
+
+
+def release_freed_heap() -> None:
+    """Give glibc's freed heap pages back to the OS, so RSS before a step is what is live."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
 
 
 def _batch(args):
@@ -109,6 +120,7 @@ def main() -> None:
     for repeat in range(args.repeats):
         for label, packing in modes.items():
             use(packing)
+            release_freed_heap()
             base = rss_bytes()
             reset_peak_rss()
             started, cpu_started = time.perf_counter(), time.process_time()
