@@ -61,6 +61,9 @@ def evaluate(
     ``split`` (default ``data.split``) from row ``offset`` on."""
     from transformers import AutoTokenizer
 
+    if cfg.env is not None:
+        raise ValueError(f"rlkit eval generates single-turn, without env {cfg.env.name!r}'s tools or feedback, so it "
+                         "would not measure the agent; evaluate multi-turn configs through training rewards")
     setup_logging()
     started = time.perf_counter()
     split = split or cfg.data.split

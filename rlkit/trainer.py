@@ -275,6 +275,9 @@ class Trainer:
         ``eval/length_mean``; rlkit/validation.py); fires the callbacks' ``on_eval``."""
         from rlkit.validation import run_validation
 
+        if self.config.env is not None:
+            raise ValueError("Trainer.validate generates single-turn, without the env's tools or feedback, so it "
+                             "would not measure the agent")
         if not self.eval_rows:
             raise ValueError("no eval prompts: set eval.every (eval.split / eval.source) or pass eval_data=")
         metrics = run_validation(self)

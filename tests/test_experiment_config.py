@@ -99,3 +99,16 @@ def test_replay_with_a_kl_reward_is_refused_at_load():
     with pytest.raises(ConfigError, match="KL reward needs the sampling log-probs"):
         load_config(DEMO, overrides=["replay.pool=p.jsonl", "algorithm.kl.coef=0.01", "algorithm.kl.target=reward"])
     assert load_config(DEMO, overrides=["replay.pool=p.jsonl", "algorithm.kl.coef=0.01"]).algorithm.kl.target == "loss"
+
+
+def test_validation_with_an_env_is_refused_not_run_single_turn():
+    with pytest.raises(ConfigError, match="eval.every with env"):
+        load_config("examples/agentic_arithmetic.yaml", ["eval.every=5"])
+
+
+def test_rlkit_eval_refuses_a_multi_turn_config():
+    from rlkit.evaluate import evaluate
+
+    cfg = load_config("examples/agentic_arithmetic.yaml")
+    with pytest.raises(ValueError, match="env 'tools'"):
+        evaluate(cfg, num_prompts=1, samples=1)
