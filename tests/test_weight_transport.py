@@ -186,3 +186,14 @@ def test_requests_survive_vllms_msgpack_rpc_unchanged(tmp_path):
     for request in (BroadcastRequest(_layout(), 5), _write(tmp_path)):
         back = from_wire(msgspec.msgpack.decode(msgspec.msgpack.encode(to_wire(request))))
         assert back == request and back.layout.fingerprint == request.layout.fingerprint
+
+
+def test_stale_engines_are_named_with_their_versions():
+    from rlkit.rollout.transport.base import refuse_stale_engines
+
+    refuse_stale_engines(["engine 0", "engine 1"], [4, 4], 4, step=7)  # every engine current: nothing raised
+    with pytest.raises(WeightSyncError, match=r"step 7: refusing to generate: the learners are at adapter version 4 "
+                                              r"but engine 1 \(node b\) reported version 3$"):
+        refuse_stale_engines(["engine 0 (node a)", "engine 1 (node b)"], [4, 3], 4, step=7, what="adapter")
+    with pytest.raises(ValueError):  # an engine without a reported version is a bug, not a pass
+        refuse_stale_engines(["engine 0", "engine 1"], [4], 4, step=7)

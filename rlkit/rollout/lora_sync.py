@@ -15,7 +15,7 @@ import logging
 import time
 
 from rlkit.cluster.calls import gather
-from rlkit.rollout.transport.base import WeightSyncError
+from rlkit.rollout.transport.base import WeightSyncError, refuse_stale_engines
 
 logger = logging.getLogger("rlkit")
 
@@ -106,12 +106,7 @@ class LoraAdapterSync:
     def check_versions(self) -> None:
         if len(self.loaded) != len(self.engines.actors):
             self.loaded = [-1] * len(self.engines.actors)
-        stale = [(info, v) for info, v in zip(self.engines.infos, self.loaded) if v != self.version]
-        if stale:
-            raise WeightSyncError(
-                f"step {self.current_step()}: refusing to generate: the learners are at adapter version {self.version} "
-                "but " + ", ".join(f"{info} reported version {v}" for info, v in stale)
-            )
+        refuse_stale_engines(self.engines.infos, self.loaded, self.version, step=self.current_step(), what="adapter")
 
     def close(self) -> None:
         """Nothing to release: the adapters live in the engines' processes."""

@@ -64,7 +64,6 @@ class _Prefetch:
     step: int
     future: Future
     sampler_state: dict  # the sampler before this prefetch drew its prompts (what a checkpoint stores)
-    engine_version: int  # the weight version the engines held at launch
 
 
 class RolloutPipeline:
@@ -99,17 +98,14 @@ class RolloutPipeline:
         step = int(t.step) + 1
         if not self.enabled or step > t.config.trainer.total_steps or t.stop_reason is not None:
             return
-        version = t.weight_sync.version
-        # Trained after this step's sync (one per step): the learners will then be `ahead` versions
-        # past the engines' current one, which is what its samples will record.
-        ahead = step - int(t.step)
-        if ahead > self.max_staleness:
+        # The pipeline runs one step ahead: this batch is trained after this step's sync, one weight
+        # version past the engines' current one, so its samples will be 1 stale.
+        if self.max_staleness < 1:
             return  # not admitted: the step generates after the sync instead
         state = t.sampler.state_dict()
         self._pending = _Prefetch(
-            step=step, future=self._executor.submit(t.collect_rollouts, num_prompts, step=step),
-            sampler_state=state, engine_version=version,
-        )  # fmt: skip
+            step=step, future=self._executor.submit(t.collect_rollouts, num_prompts, step=step), sampler_state=state
+        )
 
     def wait(self) -> float:
         """Block until the prefetch (if any) has finished generating; returns the seconds waited.

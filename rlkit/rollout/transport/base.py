@@ -30,6 +30,16 @@ class WeightSyncError(RuntimeError):
     """A weight sync that cannot go ahead (a file another node cannot see, a wrong version...)."""
 
 
+def refuse_stale_engines(infos: list[str], loaded: list[int], version: int, *, step: int, what: str = "weight") -> None:
+    """Raise :class:`WeightSyncError` naming every engine whose reported ``loaded`` version is not ``version``."""
+    stale = [(info, v) for info, v in zip(infos, loaded, strict=True) if v != version]
+    if stale:
+        raise WeightSyncError(
+            f"step {step}: refusing to generate: the learners are at {what} version {version} "
+            "but " + ", ".join(f"{info} reported version {v}" for info, v in stale)
+        )
+
+
 @dataclass(frozen=True)
 class TensorEntry:
     name: str

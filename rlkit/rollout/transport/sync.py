@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from rlkit.cluster.calls import gather
-from rlkit.rollout.transport.base import WeightSyncError, choose_transports, transport_code
+from rlkit.rollout.transport.base import choose_transports, refuse_stale_engines, transport_code
 from rlkit.rollout.weight_sync import BroadcastRequest
 
 logger = logging.getLogger("rlkit")
@@ -118,12 +118,7 @@ class WeightSync:
         """Raise unless every engine reported loading the current weight version."""
         if len(self.loaded) != len(self.engines.actors):
             self.loaded = [0] * len(self.engines.actors)
-        stale = [(info, v) for info, v in zip(self.engines.infos, self.loaded) if v != self.version]
-        if stale:
-            raise WeightSyncError(
-                f"step {self.current_step()}: refusing to generate: the learners are at weight version {self.version} "
-                "but " + ", ".join(f"{info} reported version {v}" for info, v in stale)
-            )
+        refuse_stale_engines(self.engines.infos, self.loaded, self.version, step=self.current_step())
 
     def close(self) -> None:
         """Nothing to release on the driver: the learner and engine ends close with their actors."""
