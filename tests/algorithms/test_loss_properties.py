@@ -128,3 +128,37 @@ def test_on_policy_every_loss_is_plain_policy_gradient(name: str, agg: str) -> N
     assert_close(loss, (w * -adv).sum())
     assert_close(grad, w * -adv)
     assert metrics["clip_frac"] == 0.0 and metrics["ratio_max"] == 1.0
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_repeated_steps_stop_at_the_clip_under_ppo_clip_but_not_under_gppo(sign: float) -> None:
+    """Many optimizer steps on one batch (the extreme of later mini-batches/epochs being off-policy).
+
+    ppo_clip zeroes a token's gradient once its ratio leaves [1-ε_l, 1+ε_h], so the sampled tokens'
+    ratios stop just past the boundary; gppo keeps the boundary gradient, so nothing but the step size
+    bounds how far they move (positive advantage: ratio toward 1/π_old; negative: toward 0). This is
+    why GPPO-based losses need a small enough policy step (benchmarks/loss_variants.py, ``--lr``).
+    """
+    V, T = 8, 4
+    tokens = torch.tensor([[1, 3, 5, 7]])
+    init = torch.randn(1, T, V, generator=torch.Generator().manual_seed(0), dtype=F64) * 0.3
+    old = torch.log_softmax(init, -1).gather(-1, tokens[..., None])[..., 0]
+    adv = torch.full((1, T), sign, dtype=F64)
+    mask = torch.ones(1, T, dtype=torch.bool)
+    final = {}
+    for name in ("ppo_clip", "gppo"):
+        logits = init.clone().requires_grad_()
+        opt = torch.optim.SGD([logits], lr=0.25)
+        for _ in range(400):
+            lp = torch.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0]
+            loss, _ = compute_policy_loss(name, lp, old, adv, mask, clip_low=0.2, clip_high=0.28)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        final[name] = (lp.detach() - old).exp()[0]
+    if sign > 0:
+        assert ((final["ppo_clip"] > 1.28) & (final["ppo_clip"] < 1.4)).all(), final["ppo_clip"]  # one step past 1+ε_h
+        assert (final["gppo"] > 4.0).all(), final["gppo"]  # π → 1: r → 1/π_old ≈ 8
+    else:
+        assert ((final["ppo_clip"] < 0.8) & (final["ppo_clip"] > 0.65)).all(), final["ppo_clip"]  # one step past 1-ε_l
+        assert (final["gppo"] < 0.05).all(), final["gppo"]  # pushed toward π = 0
