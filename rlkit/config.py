@@ -339,9 +339,6 @@ class ExperimentConfig(StrictModel):
             raise ValueError("algorithm.attribution=hard needs rollout.arpo (only branched trajectories share prefixes)")
         if self.env is not None and self.replay.pool:
             raise ValueError("replay.pool with env: replayed answers carry no per-turn loss mask; use one or the other")
-        if self.env is not None and self.eval.every:
-            raise ValueError("eval.every with env: validation generates single-turn, without the environment's tools "
-                             "or feedback, so it would not measure the agent; set eval.every=0")
         return self
 
     @model_validator(mode="after")

@@ -2,7 +2,8 @@
 
 Used to pick a task the untrained model can learn (sampled accuracy roughly
 0.1-0.5 gives GRPO groups reward variance) and to check a checkpoint on held-out
-prompts (``--split test``: for ``builtin:arithmetic`` no test problem is in train).
+prompts (``--split test``: for ``builtin:arithmetic`` no test problem is in train). With an
+``env:`` section each sample is a whole episode: tools, feedback, the environment's own reward.
 Sampling is seeded per prompt (``sampling_seed(seed, 0, row)``), so a rerun of the
 same model on the same rows gives the same numbers.
 """
@@ -20,6 +21,7 @@ from rlkit.config import ExperimentConfig
 from rlkit.data import PromptRenderer, load_prompt_rows
 from rlkit.models import resolve_model_path
 from rlkit.rewards import build_reward
+from rlkit.rollout.multiturn import AgentRollouts, with_env_rewards
 from rlkit.rollout.types import SamplingConfig, sampling_seed
 from rlkit.runtime import init_ray, setup_logging, start_engines
 
@@ -37,13 +39,17 @@ class EvalResult:
     mean_tokens: float
     truncated_frac: float
     seconds: float
+    turns_mean: float | None = None  # multi-turn (env:) only: turns per episode
+    tool_calls_per_sample: float | None = None  # multi-turn only
 
     def __str__(self) -> str:
         return (
             f"split {self.split!r} rows {self.offset}-{self.offset + self.prompts - 1}: "
             f"{self.prompts} prompts x {self.samples_per_prompt} samples: sampled {self.sampled_mean:.3f}, "
             f"greedy {self.greedy_mean:.3f}, mixed groups {self.mixed_group_frac:.2f}, "
-            f"mean tokens {self.mean_tokens:.1f}, truncated {self.truncated_frac:.2f} ({self.seconds:.0f} s)"
+            f"mean tokens {self.mean_tokens:.1f}, truncated {self.truncated_frac:.2f}"
+            + (f", turns {self.turns_mean:.2f}, tool calls {self.tool_calls_per_sample:.2f}" if self.turns_mean is not None else "")
+            + f" ({self.seconds:.0f} s)"
         )
 
     def write_json(self, path: str | Path) -> Path:
@@ -61,9 +67,6 @@ def evaluate(
     ``split`` (default ``data.split``) from row ``offset`` on."""
     from transformers import AutoTokenizer
 
-    if cfg.env is not None:
-        raise ValueError(f"rlkit eval generates single-turn, without env {cfg.env.name!r}'s tools or feedback, so it "
-                         "would not measure the agent; evaluate multi-turn configs through training rewards")
     setup_logging()
     started = time.perf_counter()
     split = split or cfg.data.split
@@ -77,17 +80,22 @@ def evaluate(
     init_ray(cfg)
     pool = start_engines(cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"num_engines": 1})}), model_path)
     r = cfg.rollout
+    agent = None  # with env: every sample is a whole episode (tools, feedback, the env's own reward)
+    if cfg.env is not None:
+        agent = AgentRollouts(cfg, tokenizer=tokenizer, generate=pool.generate, prompt_renderer=renderer)
+    generate = (lambda s: agent.evaluate(rows, prompts, s)) if agent else (lambda s: (pool.generate(prompts, s), {}))
     try:
-        sampled = pool.generate(prompts, SamplingConfig(
+        sampled, episode = generate(SamplingConfig(
             n=samples, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, max_new_tokens=r.max_new_tokens,
             stop=tuple(r.stop), seeds=tuple(sampling_seed(cfg.seed, 0, offset + i) for i in range(len(rows)))))
-        greedy = pool.generate(prompts, SamplingConfig(
-            n=1, temperature=0.0, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop)))
+        greedy, _ = generate(SamplingConfig(n=1, temperature=0.0, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop)))
     finally:
+        if agent is not None:
+            agent.close()
         pool.close()
     with build_reward(cfg.reward) as reward:
-        s_scores = reward([c.text for c in sampled], [rows[c.prompt_index] for c in sampled]).scores
-        g_scores = reward([c.text for c in greedy], [rows[c.prompt_index] for c in greedy]).scores
+        s_scores = with_env_rewards(reward([c.text for c in sampled], [rows[c.prompt_index] for c in sampled]).scores, sampled)
+        g_scores = with_env_rewards(reward([c.text for c in greedy], [rows[c.prompt_index] for c in greedy]).scores, greedy)
     groups: dict[int, list[float]] = {}
     for c, score in zip(sampled, s_scores):
         groups.setdefault(c.prompt_index, []).append(score)
@@ -98,4 +106,5 @@ def evaluate(
         mean_tokens=statistics.fmean(len(c.token_ids) for c in sampled),
         truncated_frac=sum(c.truncated for c in sampled) / len(sampled),
         seconds=time.perf_counter() - started,
+        turns_mean=episode.get("turns/mean"), tool_calls_per_sample=episode.get("tool/calls_per_sample"),
     )

@@ -37,6 +37,7 @@ from rlkit.memory import PeakMemoryMonitor
 from rlkit.models import resolve_model_path
 from rlkit.replay import ReplayPool
 from rlkit.rewards import build_reward
+from rlkit.rollout.multiturn import with_env_rewards
 from rlkit.rollout.overlap import RolloutPipeline
 from rlkit.rollout.types import Completion, SamplingConfig, sampling_seed
 from rlkit.cluster import cluster_resources, create_placement, init_ray, plan_placement
@@ -275,9 +276,6 @@ class Trainer:
         ``eval/length_mean``; rlkit/validation.py); fires the callbacks' ``on_eval``."""
         from rlkit.validation import run_validation
 
-        if self.config.env is not None:
-            raise ValueError("Trainer.validate generates single-turn, without the env's tools or feedback, so it "
-                             "would not measure the agent")
         if not self.eval_rows:
             raise ValueError("no eval prompts: set eval.every (eval.split / eval.source) or pass eval_data=")
         metrics = run_validation(self)
@@ -347,11 +345,7 @@ class Trainer:
                     f"step {self.step}: reward {name!r} failed on all {len(rollouts)} responses "
                     f"({int(scored.metrics[f'reward/{name}/timeouts'])} timed out); first error: {first}"
                 )
-        # An environment's own final reward (e.g. the Lean verdict of lean_feedback) replaces the score.
-        rollouts.task_scores = [
-            s if c.info.get("env_reward") is None else float(c.info["env_reward"])
-            for s, c in zip(scored.scores, rollouts.completions)
-        ]
+        rollouts.task_scores = with_env_rewards(scored.scores, rollouts.completions)
         rollouts.rewards = self._shaped(rollouts.task_scores, rollouts.completions)
         return dict(scored.metrics)
 

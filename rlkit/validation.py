@@ -7,7 +7,10 @@ Logged with the step's metrics (and passed to callbacks' ``on_eval``):
   ``pass@k = mean over prompts of 1 - C(n - c, k) / C(n, k)``, with c the prompt's samples scoring at
   least ``eval.success`` and k = ``eval.pass_k`` (default n);
 - ``eval/greedy``: mean reward of one greedy (temperature 0) answer per prompt (``eval.greedy``);
-- ``eval/length_mean``: mean sampled response length in tokens; ``time/eval_s``.
+- ``eval/length_mean``: mean sampled response length in tokens (multi-turn: the whole trajectory,
+  observations included); ``time/eval_s``;
+- with an ``env:`` section, each sample is a whole episode (tools, feedback, the environment's own
+  final reward), and ``eval/turns_mean``, ``eval/tool_calls_per_sample`` are logged too.
 
 Each prompt samples with a seed fixed for the run (``sampling_seed(seed, -1, row)``), so successive
 evaluations differ only by the weights.
@@ -19,6 +22,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING
 
+from rlkit.rollout.multiturn import with_env_rewards
 from rlkit.rollout.types import SamplingConfig, sampling_seed
 
 if TYPE_CHECKING:
@@ -57,28 +61,51 @@ def eval_metrics(
 
 
 def run_validation(trainer: "Trainer") -> dict[str, float]:
-    """Generate and score the eval prompts on the trainer's engines with its reward; returns the metrics."""
+    """Generate and score the eval prompts on the trainer's engines with its reward; returns the metrics.
+
+    With an ``env:`` section every eval sample is a whole episode (tools, feedback, the env's own
+    final reward), as in training but never ARPO-branched; ``eval/turns_mean`` and
+    ``eval/tool_calls_per_sample`` are logged beside the scores."""
     cfg, r = trainer.config.eval, trainer.config.rollout
     started = time.perf_counter()
     rows = trainer.eval_rows
     prompts = [trainer.renderer.token_ids(row) for row in rows]
-    sampled = trainer.engine_pool.generate(prompts, SamplingConfig(
+    sampled, episode = _generate(trainer, rows, prompts, SamplingConfig(
         n=cfg.samples, temperature=cfg.temperature or r.temperature, top_p=r.top_p, top_k=r.top_k,
         max_new_tokens=r.max_new_tokens, stop=tuple(r.stop),
         seeds=tuple(sampling_seed(trainer.config.seed, EVAL_SEED_STEP, i) for i in range(len(rows))),
     ))  # fmt: skip
-    scores = trainer.reward([c.text for c in sampled], [rows[c.prompt_index] for c in sampled]).scores
+    scores = _scores(trainer, rows, sampled)
     per_prompt: list[list[float]] = [[] for _ in rows]
     for c, score in zip(sampled, scores):
         per_prompt[c.prompt_index].append(score)
     greedy_scores = None
     if cfg.greedy:
-        greedy = trainer.engine_pool.generate(prompts, SamplingConfig(
+        greedy, _ = _generate(trainer, rows, prompts, SamplingConfig(
             n=1, temperature=0.0, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop)))
-        greedy_scores = trainer.reward([c.text for c in greedy], [rows[c.prompt_index] for c in greedy]).scores
+        greedy_scores = _scores(trainer, rows, greedy)
     metrics = eval_metrics(
         sampled_scores=per_prompt, sampled_lengths=[len(c.token_ids) for c in sampled], greedy_scores=greedy_scores,
         success=cfg.success, k=cfg.pass_k or cfg.samples,
     )
+    metrics.update(episode_metrics(episode))
     metrics["time/eval_s"] = time.perf_counter() - started
     return metrics
+
+
+def episode_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """``eval/turns_mean`` and ``eval/tool_calls_per_sample`` from a multi-turn run's metrics (none single-turn)."""
+    names = {"turns/mean": "eval/turns_mean", "tool/calls_per_sample": "eval/tool_calls_per_sample"}
+    return {names[k]: v for k, v in metrics.items() if k in names}
+
+
+def _generate(trainer: "Trainer", rows: list[dict], prompts: list[list[int]], sampling: SamplingConfig):
+    """Single-turn samples from the engines, or whole episodes when the run has an environment."""
+    if trainer.agent is not None:
+        return trainer.agent.evaluate(rows, prompts, sampling)
+    return trainer.engine_pool.generate(prompts, sampling), {}
+
+
+def _scores(trainer: "Trainer", rows: list[dict], completions: list) -> list[float]:
+    scored = trainer.reward([c.text for c in completions], [rows[c.prompt_index] for c in completions]).scores
+    return with_env_rewards(scored, completions)

@@ -1,4 +1,5 @@
-"""User reward modules: named in config, loaded in the driver and in every pool worker.
+"""User modules (reward.module, env.module): named in config, loaded in the driver
+and, for rewards, in every pool worker.
 
 A module is either an importable name (``my_pkg.rewards``) or a ``.py`` file. A
 file's source is read once and travels as text (:class:`ModuleSource`), so a
@@ -28,14 +29,14 @@ class ModuleSource:
 def resolve_module(spec: str) -> ModuleSource:
     """Turn a config ``module`` entry (path to a ``.py`` file or a module name) into a ModuleSource."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"reward module must be a non-empty string, got {spec!r}")
+        raise ValueError(f"module must be a non-empty string, got {spec!r}")
     path = Path(spec).expanduser()
     if spec.endswith(".py") or path.is_file():
         if not path.is_file():
-            raise FileNotFoundError(f"reward module file {spec!r} does not exist")
+            raise FileNotFoundError(f"module file {spec!r} does not exist")
         name = path.stem
         if not name.isidentifier():
-            raise ValueError(f"reward module file name {path.name!r} is not a valid module name")
+            raise ValueError(f"module file name {path.name!r} is not a valid module name")
         origin = os.path.realpath(path)
         return ModuleSource(name=name, source=path.read_text(encoding="utf-8"), origin=origin)
     return ModuleSource(name=spec)
@@ -51,7 +52,7 @@ def load_module(module: ModuleSource) -> types.ModuleType:
         same_file = existing_file is not None and os.path.realpath(existing_file) == module.origin
         if not same_file and getattr(existing, "__rlkit_origin__", None) != module.origin:
             raise ValueError(
-                f"reward module {module.origin!r} is named {module.name!r}, which is already "
+                f"module {module.origin!r} is named {module.name!r}, which is already "
                 f"imported from {getattr(existing, '__file__', None)!r}; rename the file"
             )
         return existing

@@ -295,21 +295,31 @@ def to_completion(traj: Trajectory, tokenizer) -> Completion:
     )  # fmt: skip
 
 
+def with_env_rewards(scores: list[float], completions: list[Completion]) -> list[float]:
+    """The reward's ``scores``, except where an environment gave its own final reward
+    (``StepResult.reward``, e.g. the Lean verdict of lean_feedback): that replaces the score."""
+    return [s if c.info.get("env_reward") is None else float(c.info["env_reward"]) for s, c in zip(scores, completions)]
+
+
 class AgentRollouts:
     """What :class:`rlkit.trainer.Trainer` calls when the config has an ``env:`` section."""
 
     def __init__(self, cfg, *, tokenizer, generate: GenerateFn, prompt_renderer) -> None:
         r = cfg.rollout
-        sampling = SamplingConfig(
-            temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop)
-        )
         field = cfg.data.prompt_field
-        self.tokenizer = tokenizer
-        self.runner = MultiTurnRunner(
-            generate=generate, tokenizer=tokenizer, env=cfg.env, sampling=sampling, max_model_len=r.max_model_len,
-            arpo=r.arpo, seed=cfg.seed, prompt_ids_for=lambda row, prompt: prompt_renderer.token_ids({**row, field: prompt}),
-        )  # fmt: skip
+        self.cfg, self.tokenizer, self._generate = cfg, tokenizer, generate
+        self._prompt_ids_for = lambda row, prompt: prompt_renderer.token_ids({**row, field: prompt})
+        self.runner = self._runner(SamplingConfig(
+            temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop)
+        ), arpo=r.arpo)  # fmt: skip
+        self._eval_runners: dict[tuple, MultiTurnRunner] = {}  # by sampling settings
         self._metrics: dict[str, float] = {}
+
+    def _runner(self, sampling: SamplingConfig, *, arpo: ArpoConfig | None) -> MultiTurnRunner:
+        return MultiTurnRunner(
+            generate=self._generate, tokenizer=self.tokenizer, env=self.cfg.env, sampling=sampling,
+            max_model_len=self.cfg.rollout.max_model_len, arpo=arpo, seed=self.cfg.seed, prompt_ids_for=self._prompt_ids_for,
+        )  # fmt: skip
 
     def generate(
         self, rows: list[dict], prompt_ids: list[list[int]], first_group: int, *, n: int,
@@ -324,9 +334,26 @@ class AgentRollouts:
         trajectories.sort(key=lambda t: (t.prompt_index, t.traj_id))
         return [to_completion(t, self.tokenizer) for t in trajectories]
 
+    def evaluate(
+        self, rows: list[dict], prompt_ids: list[list[int]], sampling: SamplingConfig
+    ) -> tuple[list[Completion], dict[str, float]]:
+        """Evaluation episodes: ``sampling.n`` independent multi-turn samples per row, with the
+        environment's tools and feedback, at ``sampling``'s temperature (0: greedy), seeded by
+        ``sampling.seeds`` as training is; never ARPO-branched (each sample is one episode, so
+        mean@k and pass@k mean what they do single-turn). Returns the completions (ordered by row,
+        then sample) and the episodes' ``tool/*`` and ``turns/*`` metrics."""
+        key = (sampling.temperature, sampling.top_p, sampling.top_k, sampling.max_new_tokens, sampling.stop)
+        runner = self._eval_runners.get(key)
+        if runner is None:
+            runner = self._eval_runners[key] = self._runner(dataclasses.replace(sampling, n=1, seeds=None), arpo=None)
+        trajectories, metrics = runner.run(rows, prompt_ids, list(range(len(rows))), n=sampling.n, seeds=sampling.seeds)
+        trajectories.sort(key=lambda t: (t.prompt_index, t.traj_id))
+        return [to_completion(t, self.tokenizer) for t in trajectories], metrics
+
     def take_metrics(self) -> dict[str, float]:
         out, self._metrics = self._metrics, {}
         return out
 
     def close(self) -> None:
-        self.runner.close()
+        for runner in (self.runner, *self._eval_runners.values()):
+            runner.close()
