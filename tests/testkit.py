@@ -12,8 +12,12 @@ class GradientRecorder:
     """Stands in for the optimizer: ``step()`` gathers every parameter's full gradient instead of applying it."""
 
     def __init__(self, policy, rank: int) -> None:
-        self.named = list(policy.named_parameters())
+        self.policy = policy  # parameters looked up at each step: FSDP2 may swap them in at its lazy init
         self.rank, self.grads = rank, []
+
+    @property
+    def named(self) -> list:
+        return list(self.policy.named_parameters())
 
     def step(self) -> None:
         grads = {}
