@@ -13,7 +13,9 @@ size of the policy step, to separate a loss's behaviour from a too-large step: t
 
 Prints, per variant, means over the last steps (all seeds) of reward, entropy and clip
 fractions, the ratio of reward and entropy to the grpo baseline, and whether the reward
-and entropy differences exceed the step-to-step noise (two standard errors of the
+and entropy differences exceed the step-to-step noise; and the policy's per-step movement,
+``actor/approx_kl`` (mean of old - new log-prob over a step's mini-batches), averaged over every
+step and its largest step (two standard errors of the
 difference, from the per-step spread within the last steps). Writes a PNG of the curves.
 
     nice -n 10 python benchmarks/loss_variants.py [--steps 6] [--seeds 0 1] [--lr 2e-5] [--num-mini-batches N]
@@ -133,7 +135,7 @@ def main() -> None:
     print(f"\nlr {args.lr}; {args.steps} steps x seeds {args.seeds} per loss; means over the last {tail} steps of every seed; "
           "'>noise': |difference to grpo| > 2 standard errors of the difference")
     print(f"{'loss':<17}{'split':<34}{'reward':>8}{'±se':>7}{'x grpo':>8}{'>noise':>7}{'entropy':>9}{'±se':>7}"
-          f"{'x grpo':>8}{'>noise':>7}{'clip':>8}{'dual':>7}{'erc':>7}{'kl all':>8}")
+          f"{'x grpo':>8}{'>noise':>7}{'clip':>8}{'dual':>7}{'erc':>7}{'kl mean':>8}{'kl max':>8}")
     for name, runs in curves.items():
         r, r_se = _tail_stats(runs, "reward/mean", tail)
         e, e_se = _tail_stats(runs, "actor/entropy", tail)
@@ -141,12 +143,13 @@ def main() -> None:
         dual, _ = _tail_stats(runs, "actor/dual_clip_frac", tail)
         erc, _ = _tail_stats(runs, "actor/erc_frac", tail)
         kl, _ = _tail_stats(runs, "actor/approx_kl", len(runs[0]))  # every step: the size of the policy step
+        kl_max = max(r.get("actor/approx_kl", 0.0) for records in runs for r in records)
         r_sig = abs(r - base_r) > 2 * math.hypot(r_se, base_r_se)
         e_sig = abs(e - base_e) > 2 * math.hypot(e_se, base_e_se)
         base = name == "grpo (ppo_clip)"
         print(f"{name:<17}{splits[name]:<34}{r:8.3f}{r_se:7.3f}{r / base_r if base_r else float('nan'):8.2f}"
               f"{'-' if base else ('yes' if r_sig else 'no'):>7}{e:9.3f}{e_se:7.3f}{e / base_e if base_e else float('nan'):8.2f}"
-              f"{'-' if base else ('yes' if e_sig else 'no'):>7}{clip:8.4f}{dual:7.4f}{erc:7.4f}{kl:8.4f}")
+              f"{'-' if base else ('yes' if e_sig else 'no'):>7}{clip:8.4f}{dual:7.4f}{erc:7.4f}{kl:8.4f}{kl_max:8.3f}")
     _plot(curves, Path(args.out))
     print(f"curves: {args.out}")
 
