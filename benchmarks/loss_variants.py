@@ -5,11 +5,11 @@ with identical data order and sampling seed. Each variant takes from its recipe 
 ``examples/recipes/`` the loss parameters, the ERC band and the trainer split
 (``num_mini_batches``, ``ppo_epochs``: the papers' train-batch / mini-batch ratio), so
 later mini-batches are off-policy and the losses differ where they clip. Everything
-else (model, data, lr, no SFT/KL/dynamic sampling) is the same, so differences come
-from the loss. ``grpo`` has no recipe: ppo_clip with Klear's 8 mini-batches.
-``--lr`` (default 2e-5) and ``--num-mini-batches`` (default: each recipe's own) change the
-size of the policy step, to separate a loss's behaviour from a too-large step: the mean
-``actor/approx_kl`` per step is printed beside each loss.
+else (model, data, no SFT/KL/dynamic sampling) is the same, so differences come from the
+loss. Each variant also takes its recipe's ``learner.lr`` (the demo's lr x steps per batch,
+spread over the recipe's optimizer steps). ``grpo`` has no recipe: ppo_clip with Klear's 8
+mini-batches at 2.5e-6. ``--lr`` (one lr for every variant) and ``--num-mini-batches`` change
+the size of the policy step, to separate a loss's behaviour from a too-large step.
 
 Prints, per variant, means over the last steps (all seeds) of reward, entropy and clip
 fractions, the ratio of reward and entropy to the grpo baseline, and whether the reward
@@ -46,15 +46,21 @@ VARIANTS: dict[str, tuple[str | None, str]] = {
 }
 
 
-def variant_overrides(recipe: str | None, loss: str, *, keep_erc: bool, num_mini_batches: int | None = None) -> list[str]:
-    """The loss, its parameters and the trainer split of ``recipe`` (or ``num_mini_batches``) as dotted overrides."""
+GRPO_LR = 2.5e-6  # the baseline's lr: the Klear-split recipes' (demo lr 1e-5 x 2 steps, over 8 steps)
+
+
+def variant_overrides(
+    recipe: str | None, loss: str, *, keep_erc: bool, num_mini_batches: int | None = None, lr: float | None = None
+) -> list[str]:
+    """The loss, its parameters, lr and trainer split of ``recipe`` (or ``lr``, ``num_mini_batches``) as dotted overrides."""
     if recipe is None:
-        return [f"algorithm.loss={loss}", f"trainer.num_mini_batches={num_mini_batches or 8}", "trainer.ppo_epochs=1"]
+        return [f"algorithm.loss={loss}", f"learner.lr={lr or GRPO_LR}",
+                f"trainer.num_mini_batches={num_mini_batches or 8}", "trainer.ppo_epochs=1"]
     from rlkit import load_config
 
     cfg = load_config(RECIPES / f"{recipe}.yaml")
     params = json.dumps(cfg.algorithm.params)
-    out = [f"algorithm.loss={loss}", f"algorithm.params={params}",
+    out = [f"algorithm.loss={loss}", f"algorithm.params={params}", f"learner.lr={lr or cfg.learner.lr}",
            f"trainer.num_mini_batches={num_mini_batches or cfg.trainer.num_mini_batches}",
            f"trainer.ppo_epochs={cfg.trainer.ppo_epochs}"]
     if keep_erc and cfg.algorithm.erc is not None:
@@ -62,13 +68,13 @@ def variant_overrides(recipe: str | None, loss: str, *, keep_erc: bool, num_mini
     return out
 
 
-def run_variant(name: str, overrides: list[str], *, steps: int, seed: int, lr: float, out: Path) -> list[dict]:
+def run_variant(name: str, overrides: list[str], *, steps: int, seed: int, out: Path) -> list[dict]:
     from rlkit import Trainer, load_config
 
     run_name = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "plus") + f"_s{seed}"
     cfg = load_config("examples/arithmetic_grpo.yaml", overrides=[
         f"output_dir={out}", f"name={run_name}", f"trainer.total_steps={steps}", "trainer.save_final=false",
-        "trainer.overwrite=true", "trainer.save_every=0", f"seed={seed}", f"learner.lr={lr}", *overrides,
+        "trainer.overwrite=true", "trainer.save_every=0", f"seed={seed}", *overrides,
     ])  # fmt: skip
     with Trainer(cfg) as trainer:
         trainer.fit()
@@ -88,22 +94,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--tail", type=int, default=0, help="last steps averaged (default: half the steps)")
-    parser.add_argument("--lr", type=float, default=2e-5, help="learner lr for every variant")
+    parser.add_argument("--lr", type=float, default=None, help="one learner lr for every variant (default: each recipe's)")
     parser.add_argument("--num-mini-batches", type=int, default=None,
                         help="optimizer steps per batch for every variant (default: each recipe's own)")
     parser.add_argument("--out", default="benchmarks/out/loss_variants.png")
     parser.add_argument("--only", nargs="*", help="subset of variant names")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already recorded in the --out .json (same --steps) and run only the missing ones")
+    parser.add_argument("--report", action="store_true",
+                        help="only print the table and plot from the runs recorded in the --out .json (implies --resume)")
     args = parser.parse_args()
+    args.resume = args.resume or args.report
     tail = args.tail or max(1, args.steps // 2)
 
     records = Path(args.out).with_suffix(".json")  # every finished run, kept as it goes
     done: dict[str, dict[str, list[dict]]] = {}  # name -> seed -> records, from an earlier invocation
     if args.resume and records.exists():
         recorded = json.loads(records.read_text())
-        if recorded.get("lr", 2e-5) != args.lr:
-            raise SystemExit(f"--resume: {records} holds runs at lr {recorded.get('lr', 2e-5)}, not --lr {args.lr}; "
+        if recorded.get("lr", 2e-5) != (args.lr or "recipe"):
+            raise SystemExit(f"--resume: {records} holds runs at lr {recorded.get('lr', 2e-5)}, not {args.lr or 'recipe'}; "
                              "give another --out")
         done = recorded.get("runs", {})
     curves: dict[str, list[list[dict]]] = {}
@@ -113,8 +122,9 @@ def main() -> None:
         for name, (recipe, loss) in VARIANTS.items():
             if args.only and name not in args.only and name != "grpo (ppo_clip)":
                 continue
-            overrides = variant_overrides(recipe, loss, keep_erc=name.endswith("erc"), num_mini_batches=args.num_mini_batches)
-            splits[name] = " ".join(o.split(".", 1)[1] for o in overrides if o.startswith("trainer."))
+            overrides = variant_overrides(recipe, loss, keep_erc=name.endswith("erc"), num_mini_batches=args.num_mini_batches,
+                                          lr=args.lr)
+            splits[name] = " ".join(o.split(".", 1)[1] for o in overrides if o.startswith(("learner.", "trainer.")))
             curves[name] = []
             for seed in args.seeds:
                 kept = runs.get(name, {}).get(str(seed))
@@ -122,19 +132,21 @@ def main() -> None:
                     curves[name].append(kept)
                     print(f"[{name} seed {seed}] kept from {records}", flush=True)
                     continue
-                curves[name].append(run_variant(name, overrides, steps=args.steps, seed=seed, lr=args.lr, out=Path(tmp)))
+                if args.report:
+                    raise SystemExit(f"--report: {records} has no {args.steps}-step run of {name!r} seed {seed}")
+                curves[name].append(run_variant(name, overrides, steps=args.steps, seed=seed, out=Path(tmp)))
                 runs.setdefault(name, {})[str(seed)] = curves[name][-1]
                 records.parent.mkdir(parents=True, exist_ok=True)
-                records.write_text(json.dumps({"lr": args.lr, "splits": splits, "runs": runs}))
+                records.write_text(json.dumps({"lr": args.lr or "recipe", "splits": splits, "runs": runs}))
                 last = curves[name][-1][-1]
                 print(f"[{name} seed {seed}] step {last['step']}: reward {last['reward/mean']:.3f} "
                       f"entropy {last.get('actor/entropy', 0):.3f} clip {last.get('actor/clip_frac', 0):.4f}", flush=True)
 
     base_r, base_r_se = _tail_stats(curves["grpo (ppo_clip)"], "reward/mean", tail)
     base_e, base_e_se = _tail_stats(curves["grpo (ppo_clip)"], "actor/entropy", tail)
-    print(f"\nlr {args.lr}; {args.steps} steps x seeds {args.seeds} per loss; means over the last {tail} steps of every seed; "
+    print(f"\nlr {args.lr or 'of each recipe'}; {args.steps} steps x seeds {args.seeds} per loss; means over the last {tail} steps of every seed; "
           "'>noise': |difference to grpo| > 2 standard errors of the difference")
-    print(f"{'loss':<17}{'split':<34}{'reward':>8}{'±se':>7}{'x grpo':>8}{'>noise':>7}{'entropy':>9}{'±se':>7}"
+    print(f"{'loss':<17}{'lr, split':<44}{'reward':>8}{'±se':>7}{'x grpo':>8}{'>noise':>7}{'entropy':>9}{'±se':>7}"
           f"{'x grpo':>8}{'>noise':>7}{'clip':>8}{'dual':>7}{'erc':>7}{'kl mean':>8}{'kl max':>8}")
     for name, runs in curves.items():
         r, r_se = _tail_stats(runs, "reward/mean", tail)
@@ -147,7 +159,7 @@ def main() -> None:
         r_sig = abs(r - base_r) > 2 * math.hypot(r_se, base_r_se)
         e_sig = abs(e - base_e) > 2 * math.hypot(e_se, base_e_se)
         base = name == "grpo (ppo_clip)"
-        print(f"{name:<17}{splits[name]:<34}{r:8.3f}{r_se:7.3f}{r / base_r if base_r else float('nan'):8.2f}"
+        print(f"{name:<17}{splits[name]:<44}{r:8.3f}{r_se:7.3f}{r / base_r if base_r else float('nan'):8.2f}"
               f"{'-' if base else ('yes' if r_sig else 'no'):>7}{e:9.3f}{e_se:7.3f}{e / base_e if base_e else float('nan'):8.2f}"
               f"{'-' if base else ('yes' if e_sig else 'no'):>7}{clip:8.4f}{dual:7.4f}{erc:7.4f}{kl:8.4f}{kl_max:8.3f}")
     _plot(curves, Path(args.out))

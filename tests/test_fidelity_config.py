@@ -161,3 +161,18 @@ def test_sft_selects_by_threshold_not_equality():
     assert single.sft_select.tolist() == [True, False, True, False]
     custom = _driver(load_config(DEMO, overrides=["algorithm.sft_threshold=0.5"])).make_batch(_rollouts([0.6, 0.4, 1.0, 0.0]))
     assert custom.sft_select.tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_moves_the_policy_no_further_per_step_than_its_base(recipe):
+    """lr x optimizer steps per batch (num_mini_batches x ppo_epochs) at most its base config's (+5%):
+    GPPO-type losses keep clipped tokens' gradients, so only the step size bounds how far a step moves
+    the policy (tests/algorithms/test_loss_properties.py::test_repeated_steps_stop_at_the_clip_under_ppo_clip_but_not_under_gppo);
+    at 8 x 2e-5 they collapse on the demo task (README, benchmarks/loss_variants.py)."""
+    import yaml
+
+    def movement(cfg):
+        return cfg.learner.lr * cfg.trainer.num_mini_batches * cfg.trainer.ppo_epochs
+
+    base = load_config(recipe.parent / yaml.safe_load(recipe.read_text())["base"])
+    assert movement(load_config(recipe)) <= 1.05 * movement(base)
