@@ -53,10 +53,11 @@ class EvalResult:
         )
 
     def write_json(self, path: str | Path) -> Path:
-        """This result as one JSON object (``rlkit eval --out``)."""
+        """This result as one JSON object (``rlkit eval --out``); the multi-turn fields only with an env."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        path.write_text(json.dumps(fields, indent=2) + "\n")
         return path
 
 

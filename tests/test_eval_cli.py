@@ -34,3 +34,14 @@ def test_eval_result_json_and_line(tmp_path):
         "split 'test' rows 0-99: 100 prompts x 4 samples: sampled 0.432, greedy 0.610, mixed groups 0.55, "
         "mean tokens 16.8, truncated 0.10 (80 s)"
     )
+
+
+def test_multi_turn_eval_result_adds_turns_and_tool_calls(tmp_path):
+    result = EvalResult(
+        model="m", split="test", offset=0, prompts=2, samples_per_prompt=2, sampled_mean=0.75, greedy_mean=0.75,
+        mixed_group_frac=0.0, mean_tokens=30.0, truncated_frac=0.0, seconds=3.0, turns_mean=2.0,
+        tool_calls_per_sample=1.0,
+    )  # fmt: skip
+    written = json.loads(result.write_json(tmp_path / "eval.json").read_text())
+    assert (written["turns_mean"], written["tool_calls_per_sample"]) == (2.0, 1.0)
+    assert str(result).endswith("truncated 0.00, turns 2.00, tool calls 1.00 (3 s)")
