@@ -112,9 +112,11 @@ def test_valid_sum_norm_and_params() -> None:
 def test_recipes_load_and_run(path: Path) -> None:
     raw = yaml.safe_load(path.read_text())
     # A recipe is the paper's algorithm section over the demo experiment (and, for
-    # Klear, its over-sampled generation batch); ARPO's is also a rollout scheme over an environment.
-    extra = {"rollout", "env", "learner"} if path.stem == "arpo" else set()
-    assert set(raw) - {"base", "name", "trainer"} == {"algorithm"} | extra
+    # Klear, its over-sampled generation batch), with the lr its mini-batch split needs
+    # (tests/test_fidelity_config.py); ARPO's is also a rollout scheme over an environment.
+    extra = {"rollout", "env"} if path.stem == "arpo" else set()
+    assert set(raw) - {"base", "name", "trainer"} == {"algorithm", "learner"} | extra
+    assert set(raw["learner"]) == {"lr"}
     cfg = AlgorithmConfig(**raw["algorithm"])
     lp = torch.tensor([[-0.5, -1.0]], dtype=torch.float64)
     entropy = torch.ones(1, 2, dtype=torch.float64) if cfg.needs_entropy else None
