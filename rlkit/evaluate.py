@@ -21,9 +21,10 @@ from rlkit.config import ExperimentConfig
 from rlkit.data import PromptRenderer, load_prompt_rows
 from rlkit.models import resolve_model_path
 from rlkit.rewards import build_reward
-from rlkit.rollout.multiturn import AgentRollouts, with_env_rewards
+from rlkit.rollout.multiturn import AgentRollouts
 from rlkit.rollout.types import SamplingConfig, sampling_seed
 from rlkit.runtime import init_ray, setup_logging, start_engines
+from rlkit.validation import score_completions
 
 
 @dataclass
@@ -95,8 +96,8 @@ def evaluate(
             agent.close()
         pool.close()
     with build_reward(cfg.reward) as reward:
-        s_scores = with_env_rewards(reward([c.text for c in sampled], [rows[c.prompt_index] for c in sampled]).scores, sampled)
-        g_scores = with_env_rewards(reward([c.text for c in greedy], [rows[c.prompt_index] for c in greedy]).scores, greedy)
+        s_scores = score_completions(reward, rows, sampled)
+        g_scores = score_completions(reward, rows, greedy)
     groups: dict[int, list[float]] = {}
     for c, score in zip(sampled, s_scores):
         groups.setdefault(c.prompt_index, []).append(score)

@@ -75,7 +75,7 @@ def run_validation(trainer: "Trainer") -> dict[str, float]:
         max_new_tokens=r.max_new_tokens, stop=tuple(r.stop),
         seeds=tuple(sampling_seed(trainer.config.seed, EVAL_SEED_STEP, i) for i in range(len(rows))),
     ))  # fmt: skip
-    scores = _scores(trainer, rows, sampled)
+    scores = score_completions(trainer.reward, rows, sampled)
     per_prompt: list[list[float]] = [[] for _ in rows]
     for c, score in zip(sampled, scores):
         per_prompt[c.prompt_index].append(score)
@@ -83,7 +83,7 @@ def run_validation(trainer: "Trainer") -> dict[str, float]:
     if cfg.greedy:
         greedy, _ = _generate(trainer, rows, prompts, SamplingConfig(
             n=1, temperature=0.0, max_new_tokens=r.max_new_tokens, stop=tuple(r.stop)))
-        greedy_scores = _scores(trainer, rows, greedy)
+        greedy_scores = score_completions(trainer.reward, rows, greedy)
     metrics = eval_metrics(
         sampled_scores=per_prompt, sampled_lengths=[len(c.token_ids) for c in sampled], greedy_scores=greedy_scores,
         success=cfg.success, k=cfg.pass_k or cfg.samples,
@@ -106,6 +106,7 @@ def _generate(trainer: "Trainer", rows: list[dict], prompts: list[list[int]], sa
     return trainer.engine_pool.generate(prompts, sampling), {}
 
 
-def _scores(trainer: "Trainer", rows: list[dict], completions: list) -> list[float]:
-    scored = trainer.reward([c.text for c in completions], [rows[c.prompt_index] for c in completions]).scores
+def score_completions(reward, rows: list[dict], completions: list) -> list[float]:
+    """``reward``'s scores of ``completions`` (``prompt_index`` indexes ``rows``), an env's own final reward replacing them."""
+    scored = reward([c.text for c in completions], [rows[c.prompt_index] for c in completions]).scores
     return with_env_rewards(scored, completions)

@@ -4,7 +4,7 @@ nodes over the broadcast weight transport, and ``rlkit submit`` to it.
 The second node runs in its own mount namespace with a private ``/dev/shm``
 (``unshare -m`` + a fresh tmpfs), so files the learners write to their
 ``/dev/shm`` really are invisible to the engine, as on two machines. Each node
-runs in its own process group and is stopped by that group only (never ``ray stop``).
+runs in its own process group and is stopped by that group only, never by a machine-wide stop.
 """
 
 from __future__ import annotations
